@@ -1,0 +1,1 @@
+"""earthvec user interfaces: the command line (``app.cli``) and the Streamlit explorer."""

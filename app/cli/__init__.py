@@ -1,0 +1,1 @@
+"""The ``earthvec`` command line: one module per command."""

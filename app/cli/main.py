@@ -1,0 +1,78 @@
+"""Entry point of the ``earthvec`` command.
+
+Each command lives in its own module ``app.cli.<name>`` exposing ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only when their
+command runs, so ``earthvec --help`` starts fast and needs no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, str] = {
+    "build": "Cut imagery into H3 chips, embed them and write H3-keyed Parquet.",
+    "info": "Counts, model, resolution and partitions of a database.",
+    "similar": "Find the places most similar to a cell, a point or examples.",
+    "label": "kNN land-cover labelling of every cell from a few seed labels.",
+    "sql": "Run DuckDB SQL over the embeddings, labels and predictions.",
+    "explore": "Open the Streamlit explorer on a database.",
+    "train": "Train the multimodal embedder and write a checkpoint.",
+    "eval": "Evaluate embedders with kNN/linear probes and few-shot curves.",
+    "demo": "Build the demo databases from data/ and print example results.",
+    "bench": "Run the benchmarks and write a JSON report.",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="earthvec", description="Vector-search embedding database for Earth.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_ in COMMANDS.items():
+        sub.add_parser(name, help=help_, add_help=False)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one ``earthvec`` command; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0
+    verbose = False
+    while argv and argv[0] in ("-v", "--verbose"):
+        verbose = True
+        argv.pop(0)
+    name = argv[0]
+    if name not in COMMANDS:
+        top.error(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        module = importlib.import_module(f"app.cli.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"app.cli.{name}":
+            print(f"earthvec: command {name!r} is not available in this version", file=sys.stderr)
+            return 2
+        raise
+    parser = argparse.ArgumentParser(prog=f"earthvec {name}", description=COMMANDS[name])
+    module.add_arguments(parser)
+    args = parser.parse_args(argv[1:])
+    from embedder.errors import EarthvecError
+
+    try:
+        return int(module.run(args) or 0)
+    except EarthvecError as exc:
+        print(f"earthvec {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"earthvec {name}: interrupted; finished shards are kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

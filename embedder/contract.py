@@ -1,0 +1,315 @@
+"""The earthvec Parquet contract: columns, dtypes, metadata keys and the DB layout.
+
+Every other module imports names from here instead of spelling column names itself.
+
+A database (``DB``) is a folder::
+
+    DB/embeddings/h3_parent=<hex cell>/part-<key>.parquet   one file per built shard
+    DB/index/                                               FAISS index + sidecar (index layer)
+    DB/labels/, DB/predictions/                             seeds and kNN maps (index layer)
+
+Each Parquet file carries two schema-metadata blocks: ``earthvec`` (JSON, see
+:class:`DatasetMeta`) and ``geo`` (GeoParquet 1.1, so GeoPandas and QGIS open the files).
+Rows are one chip each, keyed by ``(h3, datetime)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from embedder.errors import InputNotFoundError, ModelMismatchError, SchemaError
+
+SCHEMA_VERSION = "1.0"
+META_KEY = b"earthvec"
+GEO_KEY = b"geo"
+
+# column names
+H3 = "h3"
+LAT = "lat"
+LON = "lon"
+GEOMETRY = "geometry"
+DATETIME = "datetime"
+SOURCE = "source"
+MODALITIES = "modalities"
+SENSORS = "sensors"
+VALID_FRACTION = "valid_fraction"
+MODEL = "model"
+EMBEDDING = "embedding"
+PARTITION = "h3_parent"
+
+EMBEDDINGS_DIR = "embeddings"
+INDEX_DIR = "index"
+LABELS_DIR = "labels"
+PREDICTIONS_DIR = "predictions"
+BUILD_STATE = "build.json"
+
+
+def arrow_schema(dim: int, meta: DatasetMeta | None = None) -> pa.Schema:
+    """The Arrow schema of an embeddings file with vectors of length ``dim``."""
+    fields = [
+        pa.field(H3, pa.uint64(), nullable=False),
+        pa.field(LAT, pa.float64(), nullable=False),
+        pa.field(LON, pa.float64(), nullable=False),
+        pa.field(GEOMETRY, pa.binary(), nullable=False),
+        pa.field(DATETIME, pa.timestamp("us", tz="UTC"), nullable=True),
+        pa.field(SOURCE, pa.list_(pa.string()), nullable=False),
+        pa.field(MODALITIES, pa.list_(pa.string()), nullable=False),
+        pa.field(SENSORS, pa.list_(pa.string()), nullable=False),
+        pa.field(VALID_FRACTION, pa.float32(), nullable=False),
+        pa.field(MODEL, pa.string(), nullable=False),
+        pa.field(EMBEDDING, pa.list_(pa.float32(), dim), nullable=False),
+    ]
+    schema = pa.schema(fields)
+    if meta is not None:
+        schema = schema.with_metadata(meta.to_metadata())
+    return schema
+
+
+REQUIRED_COLUMNS = tuple(arrow_schema(1).names)
+
+
+def geo_metadata() -> dict[str, Any]:
+    """GeoParquet 1.1 metadata for the ``geometry`` column (WKB polygons, OGC:CRS84)."""
+    return {
+        "version": "1.1.0",
+        "primary_column": GEOMETRY,
+        "columns": {
+            GEOMETRY: {
+                "encoding": "WKB",
+                "geometry_types": ["Polygon"],
+                "orientation": "counterclockwise",
+                "edges": "planar",
+            }
+        },
+    }
+
+
+@dataclass
+class DatasetMeta:
+    """Metadata stored in every embeddings file (key ``earthvec``)."""
+
+    model_name: str
+    model_version: str
+    dim: int
+    h3_resolution: int
+    partition_resolution: int
+    model_config: dict[str, Any] = field(default_factory=dict)
+    normalisation: dict[str, Any] = field(default_factory=dict)
+    sensors: dict[str, Any] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def model(self) -> str:
+        """``name@version`` as in the ``model`` column."""
+        return f"{self.model_name}@{self.model_version}"
+
+    def to_metadata(self) -> dict[bytes, bytes]:
+        """Schema metadata blocks (earthvec + GeoParquet)."""
+        return {
+            META_KEY: json.dumps(asdict(self), sort_keys=True).encode(),
+            GEO_KEY: json.dumps(geo_metadata()).encode(),
+        }
+
+    @classmethod
+    def from_schema(cls, schema: pa.Schema, where: str) -> DatasetMeta:
+        """Read the ``earthvec`` block from a schema.
+
+        Raises:
+            SchemaError: when the block is missing, malformed or of another schema version.
+        """
+        raw = (schema.metadata or {}).get(META_KEY)
+        if raw is None:
+            raise SchemaError(f"{where} has no earthvec metadata; it was not written by earthvec")
+        try:
+            d = json.loads(raw)
+            meta = cls(**d)
+        except (ValueError, TypeError) as exc:
+            raise SchemaError(f"{where} has malformed earthvec metadata: {exc}") from exc
+        if meta.schema_version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise SchemaError(
+                f"{where} uses schema {meta.schema_version}, this earthvec reads {SCHEMA_VERSION}; "
+                "rebuild the database with this version"
+            )
+        return meta
+
+    def compatible(self, other: DatasetMeta) -> bool:
+        """Same model version, dimension and resolution (rows can live in one dataset)."""
+        return (self.model, self.dim, self.h3_resolution) == (other.model, other.dim, other.h3_resolution)
+
+
+def validate_schema(schema: pa.Schema, where: str) -> DatasetMeta:
+    """Check that ``schema`` follows the contract and return its metadata.
+
+    Raises:
+        SchemaError: naming the file and the offending column.
+    """
+    meta = DatasetMeta.from_schema(schema, where)
+    expected = arrow_schema(meta.dim)
+    for f in expected:
+        if f.name not in schema.names:
+            raise SchemaError(f"{where} lacks column {f.name!r} required by the earthvec contract")
+        got = schema.field(f.name).type
+        if not got.equals(f.type):
+            raise SchemaError(f"{where}: column {f.name!r} has type {got}, the contract needs {f.type}")
+    return meta
+
+
+def make_table(
+    *,
+    h3: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    geometry: list[bytes],
+    datetime_: list[datetime | None],
+    source: list[list[str]],
+    modalities: list[list[str]],
+    sensors: list[list[str]],
+    valid_fraction: np.ndarray,
+    embedding: np.ndarray,
+    meta: DatasetMeta,
+) -> pa.Table:
+    """Assemble a contract table; checks shapes and that vectors are unit length.
+
+    Raises:
+        SchemaError: when a column has the wrong length or vectors are not normalised.
+    """
+    n = len(h3)
+    emb = np.ascontiguousarray(embedding, dtype=np.float32)
+    if emb.shape != (n, meta.dim):
+        raise SchemaError(f"embedding shape {emb.shape} does not match ({n}, {meta.dim})")
+    norms = np.linalg.norm(emb, axis=1)
+    if n and not np.allclose(norms, 1.0, atol=1e-3):
+        raise SchemaError("embeddings must be L2-normalised (unit length) before writing")
+    cols = {
+        H3: pa.array(np.asarray(h3, dtype=np.uint64)),
+        LAT: pa.array(np.asarray(lat, dtype=np.float64)),
+        LON: pa.array(np.asarray(lon, dtype=np.float64)),
+        GEOMETRY: pa.array(geometry, type=pa.binary()),
+        DATETIME: pa.array(datetime_, type=pa.timestamp("us", tz="UTC")),
+        SOURCE: pa.array(source, type=pa.list_(pa.string())),
+        MODALITIES: pa.array(modalities, type=pa.list_(pa.string())),
+        SENSORS: pa.array(sensors, type=pa.list_(pa.string())),
+        VALID_FRACTION: pa.array(np.asarray(valid_fraction, dtype=np.float32)),
+        MODEL: pa.array([meta.model] * n, type=pa.string()),
+        EMBEDDING: pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), meta.dim),
+    }
+    for name, arr in cols.items():
+        if len(arr) != n:
+            raise SchemaError(f"column {name!r} has {len(arr)} values for {n} rows")
+    return pa.Table.from_pydict(cols, schema=arrow_schema(meta.dim, meta))
+
+
+def embeddings_dir(db: str | Path) -> Path:
+    """Folder of the hive-partitioned embeddings."""
+    return Path(db) / EMBEDDINGS_DIR
+
+
+def shard_path(db: str | Path, parent_hex: str, key: str) -> Path:
+    """Path of the file holding one shard (one H3 parent) of one build."""
+    return embeddings_dir(db) / f"{PARTITION}={parent_hex}" / f"part-{key}.parquet"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file atomically (temp file + ``os.replace``): never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def embedding_files(db: str | Path) -> list[Path]:
+    """All embeddings files of a database, sorted.
+
+    Raises:
+        InputNotFoundError: when ``db`` holds no embeddings.
+    """
+    root = embeddings_dir(db)
+    files = sorted(p for p in root.glob(f"{PARTITION}=*/*.parquet") if not p.name.startswith("."))
+    if not files:
+        raise InputNotFoundError(
+            f"no embeddings under {root}; build the database first: earthvec build {db} --source ..."
+        )
+    return files
+
+
+def read_meta(db: str | Path) -> DatasetMeta:
+    """Validate every file's schema and return the database's single metadata.
+
+    Raises:
+        SchemaError: a file breaks the contract.
+        ModelMismatchError: files come from different model versions or resolutions.
+    """
+    files = embedding_files(db)
+    first: DatasetMeta | None = None
+    first_file = files[0]
+    for f in files:
+        meta = validate_schema(pq.read_schema(f), str(f))
+        if first is None:
+            first = meta
+        elif not first.compatible(meta):
+            raise ModelMismatchError(
+                f"{db} mixes embeddings: {first_file} has {first.model} (dim {first.dim}, "
+                f"res {first.h3_resolution}) but {f} has {meta.model} (dim {meta.dim}, "
+                f"res {meta.h3_resolution}); never mix model versions: rebuild into a new "
+                "database or delete the stale shards"
+            )
+    assert first is not None  # files is non-empty
+    return first
+
+
+def open_dataset(db: str | Path) -> tuple[pads.Dataset, DatasetMeta]:
+    """Open the embeddings as a pyarrow dataset after validating the contract."""
+    meta = read_meta(db)
+    files = embedding_files(db)
+    part = pads.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
+    ds = pads.dataset(
+        [str(f) for f in files],
+        schema=arrow_schema(meta.dim, meta).append(pa.field(PARTITION, pa.string())),
+        format="parquet",
+        partitioning=part,
+        partition_base_dir=str(embeddings_dir(db)),
+    )
+    return ds, meta
+
+
+def read_table(db: str | Path, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
+    """Read (some columns of) the embeddings, contract-checked."""
+    ds, _ = open_dataset(db)
+    return ds.to_table(columns=columns, filter=filter)
+
+
+def embeddings_matrix(table: pa.Table) -> np.ndarray:
+    """The ``embedding`` column as a contiguous (N, D) float32 array (no copy per row)."""
+    col = table.column(EMBEDDING).combine_chunks()
+    dim = col.type.list_size
+    return np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+
+
+def utcnow() -> str:
+    """The current UTC time as ISO text (for build records)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
