@@ -145,8 +145,8 @@ def _read_window(
 ) -> np.ndarray:
     """Read a ``size``-metre square centred on (x, y) onto a (len(bands), px, px) grid, NaN outside."""
     inv = ~src.transform
-    c0, r0 = inv * (x - size / 2, y + size / 2)
-    c1, r1 = inv * (x + size / 2, y - size / 2)
+    c0, r0 = inv @ (x - size / 2, y + size / 2)
+    c1, r1 = inv @ (x + size / 2, y - size / 2)
     out = np.full((len(bands), px, px), np.nan, dtype=np.float32)
     cc0, rr0 = max(c0, 0.0), max(r0, 0.0)
     cc1, rr1 = min(c1, float(src.width)), min(r1, float(src.height))

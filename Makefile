@@ -1,0 +1,42 @@
+# earthvec: the two set-up commands are `make demo` and `make test`; both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DB ?= demo_db
+DEMO_SERVE ?= 1
+PORT ?= 8501
+
+.PHONY: install test test-all test-browser demo bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[dev,bench,browser]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest
+
+test-all: install
+	$(BIN)/python -m pytest -m "not gpu and not browser"
+
+test-browser: install
+	bash .ci/install-browser
+	$(BIN)/python -m pytest -m browser
+
+demo: install
+	$(BIN)/earthvec demo --db $(DEMO_DB) --port $(PORT) $(if $(filter 0,$(DEMO_SERVE)),--no-serve,)
+
+bench: install
+	$(BIN)/earthvec bench --out bench_results
+
+lint: install
+	$(BIN)/ruff check embedder index app tests bench
+	$(BIN)/mypy embedder index app
+
+clean:
+	rm -rf $(DEMO_DB) bench_results .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,92 @@
+"""``earthvec demo``: build the demo database from ``data/``, show results, serve the explorer."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Build the demo databases from data/ and print example results."
+
+DATA = Path("data")
+DEMO_RES = 8
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``earthvec demo``."""
+    p.add_argument("--db", default="demo_db", help="folder for the demo databases (default demo_db)")
+    p.add_argument("--data", default=str(DATA), help="folder of the shipped sample data (default data)")
+    p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
+    p.add_argument("--port", type=int, default=8501, help="explorer port")
+    p.add_argument("--no-serve", action="store_true", help="stop after printing (same as DEMO_SERVE=0)")
+
+
+def build_demo(root: Path, data: Path, model: str) -> Path:
+    """Build the multi-sensor demo database (EuroSAT, BigEarthNet S1+S2, Landsat-8) at res 8."""
+    from embedder.build import SourceSpec, build_db
+
+    db = root / "eurosat"
+    sources = [
+        SourceSpec([str(data / "eurosat_ms" / "tif" / "**" / "*.tif")], "sentinel2-l1c-eurosat"),
+        SourceSpec([str(data / "bigearthnet_s1s2" / "S2" / "**" / "*.tif")], "sentinel2-l2a-bigearthnet"),
+        SourceSpec([str(data / "bigearthnet_s1s2" / "S1" / "**" / "*.tif")], "sentinel1-grd"),
+        SourceSpec([str(data / "landsat8" / "l8_B*.tif")], "landsat8-l1"),
+    ]
+    report = build_db(db, sources, res=DEMO_RES, model=model)
+    print(
+        f"[1/3] built {db}: {report.rows_written} new rows ({report.shards_skipped} shards already done), "
+        f"model {report.model}, {report.seconds:.1f} s"
+    )
+    return db
+
+
+def show_similar(db: Path, data: Path) -> None:
+    """Print the places most similar to one EuroSAT forest chip, with their true classes."""
+    import pandas as pd
+
+    from index.search import similar
+
+    seeds = pd.read_csv(data / "eurosat_ms" / "seeds.csv")
+    query = seeds[seeds.label == "Forest"].iloc[0]
+    res = similar(db, lat=float(query.lat), lon=float(query.lon), k=5)
+    import h3.api.basic_int as h3i
+
+    truth = {h3i.latlng_to_cell(r.lat, r.lon, DEMO_RES): r.label for r in seeds.itertuples()}
+    res["true_class"] = [truth.get(h3i.str_to_int(c), "-") for c in res["h3"]]
+    print(f"[2/3] places most similar to a Forest chip at ({query.lat:.4f}, {query.lon:.4f}):")
+    print(res[["rank", "h3", "lat", "lon", "score", "true_class"]].to_string(index=False))
+
+
+def show_label(db: Path, data: Path) -> None:
+    """Label every cell from the EuroSAT seed labels and print the summary."""
+    from index.label import label_db
+
+    out = db / "predictions" / "eurosat_knn.parquet"
+    r = label_db(db, data / "eurosat_ms" / "seeds.csv", k=5, out=out)
+    acc = "n/a" if r.cv.accuracy is None else f"{r.cv.accuracy:.3f}"
+    print(
+        f"[3/3] kNN labelling (k=5) from {len(r.seeds.cells)} seeds: spatially blocked "
+        f"{r.cv.n_folds}-fold CV accuracy {acc} over {r.cv.n_blocks} blocks (H3 res "
+        f"{r.cv.block_resolution}); {r.n_cells} cells labelled -> {out}"
+    )
+    top = sorted(r.predicted_counts.items(), key=lambda kv: -kv[1])
+    print("      predicted cells per class: " + ", ".join(f"{k} {v}" for k, v in top))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build, print the two example results, then serve unless told not to."""
+    import os
+
+    from embedder.registry import DEFAULT_MODEL
+
+    root, data = Path(args.db), Path(args.data)
+    if not (data / "eurosat_ms").is_dir():
+        raise SystemExit(f"earthvec demo: no sample data under {data}/; run it from the repository root")
+    db = build_demo(root, data, args.model or DEFAULT_MODEL)
+    show_similar(db, data)
+    show_label(db, data)
+    if args.no_serve or os.environ.get("DEMO_SERVE", "1") == "0":
+        return 0
+    from app.cli import explore
+
+    ns = argparse.Namespace(db=str(db), port=args.port, address="localhost", headless=True)
+    return explore.run(ns)

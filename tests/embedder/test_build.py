@@ -1,0 +1,128 @@
+import glob
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from embedder import contract
+from embedder.baseline import ChannelStats
+from embedder.build import SourceSpec, build_db
+from embedder.errors import ModelMismatchError, RasterError
+from tests.conftest import BEN_S1_GLOB, BEN_S2_GLOB, EUROSAT_GLOB, LANDSAT_GLOB
+from tests.embedder.conftest import rewrite
+
+
+def test_eurosat_one_row_per_chip_with_its_file(eurosat_db, eurosat_manifest):
+    t = contract.read_table(eurosat_db).to_pandas()
+    assert len(t) == 369
+    files = {s[0] for s in t[contract.SOURCE]}
+    assert files == set(eurosat_manifest.abspath)
+    assert (t[contract.VALID_FRACTION] == 1.0).all()
+    emb = contract.embeddings_matrix(contract.read_table(eurosat_db))
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    # cell centre of each row lies within ~1 km of the chip centre in the manifest
+    m = eurosat_manifest.set_index("abspath").loc[[s[0] for s in t[contract.SOURCE]]]
+    assert np.abs(t[contract.LAT].to_numpy() - m.center_lat.to_numpy()).max() < 0.01
+
+
+def test_parquet_opens_in_duckdb_pyarrow_geopandas(eurosat_db):
+    import geopandas as gpd
+
+    files = glob.glob(str(eurosat_db / "embeddings" / "*" / "*.parquet"))
+    n = duckdb.connect().execute(
+        f"select count(*) from read_parquet('{eurosat_db}/embeddings/*/*.parquet', hive_partitioning=true)"
+    ).fetchone()[0]
+    assert n == 369
+    schema = pq.read_schema(files[0])
+    assert schema.field(contract.EMBEDDING).type.list_size == ChannelStats().dim
+    g = gpd.read_parquet(files[0])
+    assert g.crs is not None and g.crs.to_string() == "OGC:CRS84"
+    assert g.geometry.is_valid.all()
+    centres = gpd.GeoSeries(gpd.points_from_xy(g[contract.LON], g[contract.LAT]), index=g.index, crs=g.crs)
+    assert g.geometry.contains(centres).all()
+
+
+def test_rebuild_skips_finished_shards(tmp_path):
+    src = [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")]
+    r1 = build_db(tmp_path / "db", src)
+    r2 = build_db(tmp_path / "db", src)
+    assert r1.rows_written == 40 and r1.shards_written == r1.shards_total
+    assert r2.rows_written == 0 and r2.shards_skipped == r1.shards_total
+    assert len(contract.read_table(tmp_path / "db")) == 40
+
+
+class _Crash(ChannelStats):
+    def __init__(self, after: int):
+        super().__init__()
+        self.calls, self.after = 0, after
+
+    def embed(self, batch):
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt("simulated crash")
+        return super().embed(batch)
+
+
+def test_crash_leaves_only_whole_shards_and_resumes(tmp_path):
+    db = tmp_path / "db"
+    with pytest.raises(KeyboardInterrupt):
+        build_db(db, [EUROSAT_GLOB], embedder=_Crash(after=3))
+    done = contract.embedding_files(db)
+    assert 0 < len(done) < 17
+    assert not list(db.rglob("*.tmp"))
+    for f in done:
+        pq.read_table(f)  # every file on disk is complete
+    report = build_db(db, [EUROSAT_GLOB])
+    assert report.shards_skipped == len(done)
+    assert len(contract.read_table(db)) == 369
+
+
+class _OtherModel(ChannelStats):
+    def __init__(self):
+        super().__init__()
+        self.version = "000000other"
+
+
+def test_refuses_to_mix_model_versions(tmp_path):
+    src = [str(Path(EUROSAT_GLOB).parent.parent / "River" / "*.tif")]
+    build_db(tmp_path / "db", src)
+    with pytest.raises(ModelMismatchError, match="never mix model versions|Never mix model versions"):
+        build_db(tmp_path / "db", [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")],
+                 embedder=_OtherModel())
+    # forcing a mixed dataset on disk is refused when reading, naming both models
+    other = tmp_path / "other"
+    build_db(other, [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")], embedder=_OtherModel())
+    stray = contract.embedding_files(other)[0]
+    target = contract.embeddings_dir(tmp_path / "db") / stray.parent.name / "part-stray.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(stray.read_bytes())
+    with pytest.raises(ModelMismatchError, match="000000other"):
+        contract.read_meta(tmp_path / "db")
+
+
+def test_all_nodata_chip_is_refused_and_nothing_written(tmp_path, eurosat_manifest):
+    empty = rewrite(eurosat_manifest.abspath[0], tmp_path / "in" / "empty.tif",
+                    pixels=np.zeros((13, 64, 64)))
+    with pytest.raises(RasterError, match=r"empty\.tif.*no valid pixel.*--skip-empty"):
+        build_db(tmp_path / "db", [str(empty)], sensor="sentinel2-l1c-eurosat")
+    assert not (tmp_path / "db" / "embeddings").exists() or not list((tmp_path / "db").rglob("*.parquet"))
+    report = build_db(tmp_path / "db", [str(empty)], sensor="sentinel2-l1c-eurosat", skip_empty=True)
+    assert report.rows_written == 0 and report.rows_dropped_empty == 1
+
+
+def test_s1_and_s2_align_by_cell(ben_db):
+    t = contract.read_table(ben_db).to_pandas()
+    assert len(t) == 4
+    assert all(list(m) == ["optical", "sar"] for m in t[contract.MODALITIES])
+    assert all(len(s) == 14 for s in t[contract.SOURCE])  # 12 S2 band files + VV + VH
+    assert t[contract.DATETIME].notna().all()
+
+
+def test_landsat_scene_build_measures_partial_chips(tmp_path):
+    report = build_db(tmp_path / "db", [SourceSpec([LANDSAT_GLOB])])
+    t = contract.read_table(tmp_path / "db").to_pandas()
+    assert report.resolution == 7 and len(t) == report.rows_written > 30
+    assert t[contract.VALID_FRACTION].min() < 1.0 <= t[contract.VALID_FRACTION].max()
+    assert str(t[contract.DATETIME].iloc[0].date()) == "2015-08-04"

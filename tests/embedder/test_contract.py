@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from embedder import contract
+from embedder.errors import InputNotFoundError, SchemaError
+
+
+def _meta(dim=4):
+    return contract.DatasetMeta("m", "v1", dim, 8, 1)
+
+
+def _table(meta, emb):
+    n = len(emb)
+    return contract.make_table(
+        h3=np.arange(n, dtype=np.uint64) + 613196570331971583,
+        lat=np.zeros(n), lon=np.zeros(n), geometry=[b"x"] * n, datetime_=[None] * n,
+        source=[["a.tif"]] * n, modalities=[["optical"]] * n, sensors=[["s"]] * n,
+        valid_fraction=np.ones(n), embedding=emb, meta=meta,
+    )
+
+
+def test_round_trip_keeps_types_and_metadata(tmp_path):
+    meta = _meta()
+    emb = np.eye(4, dtype=np.float32)[:3]
+    path = tmp_path / "x.parquet"
+    contract.write_table_atomic(_table(meta, emb), path)
+    schema = pq.read_schema(path)
+    assert contract.validate_schema(schema, str(path)) == meta
+    assert json.loads(schema.metadata[contract.GEO_KEY])["primary_column"] == contract.GEOMETRY
+    back = contract.embeddings_matrix(pq.read_table(path))
+    np.testing.assert_array_equal(back, emb)
+
+
+def test_refuses_unnormalised_vectors():
+    with pytest.raises(SchemaError, match="L2-normalised"):
+        _table(_meta(), np.full((2, 4), 3.0, dtype=np.float32))
+
+
+def test_refuses_wrong_dim():
+    with pytest.raises(SchemaError, match="does not match"):
+        _table(_meta(dim=5), np.eye(4, dtype=np.float32))
+
+
+def test_foreign_parquet_is_a_schema_error(tmp_path):
+    import pyarrow as pa
+
+    path = tmp_path / "foreign.parquet"
+    pq.write_table(pa.table({"h3": [1]}), path)
+    with pytest.raises(SchemaError, match="not written by earthvec"):
+        contract.validate_schema(pq.read_schema(path), str(path))
+
+
+def test_missing_db_tells_how_to_build(tmp_path):
+    with pytest.raises(InputNotFoundError, match="earthvec build"):
+        contract.read_meta(tmp_path / "nothing")
