@@ -160,7 +160,8 @@ def align_rows(parts: list[Part]) -> list[Row]:
             seen[when] = p
             row = Row(cell, p.spec.lat, p.spec.lon, when, {primary: p})
             for other in order[1:]:
-                row.parts[other] = min(mods[other], key=lambda q, w=when: _time_gap(q.item.datetime, w))
+                gaps = [_time_gap(q.item.datetime, when) for q in mods[other]]
+                row.parts[other] = mods[other][int(np.argmin(gaps))]
             rows.append(row)
     return rows
 

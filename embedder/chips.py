@@ -112,7 +112,8 @@ def plan_chips(item: RasterItem, geom: ItemGeometry, res: int, mode: str) -> lis
     if mode == "chip":
         (lon,), (lat,) = geom.to_lonlat([geom.centre[0]], [geom.centre[1]])
         cell = h3i.latlng_to_cell(lat, lon, res)
-        return [ChipSpec(cell, *h3i.cell_to_latlng(cell), *geom.centre)]
+        clat, clon = h3i.cell_to_latlng(cell)
+        return [ChipSpec(cell, clat, clon, geom.centre[0], geom.centre[1])]
     left, bottom, right, top = geom.bounds
     n = 16  # densify the footprint edges before projecting
     xs = [left + (right - left) * i / n for i in range(n)] + [right] * n

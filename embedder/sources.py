@@ -108,7 +108,8 @@ def raster_header(path: str) -> RasterHeader:
     """
     try:
         with rasterio.open(path) as src:
-            return RasterHeader(int(src.count), src.crs, tuple(src.bounds), dict(src.tags()))  # type: ignore[arg-type]
+            b = src.bounds
+            return RasterHeader(int(src.count), src.crs, (b.left, b.bottom, b.right, b.top), dict(src.tags()))
     except rasterio.errors.RasterioIOError as exc:
         raise RasterError(f"cannot read {path!r} as a raster ({exc}); is it a GeoTIFF?") from exc
 

@@ -9,11 +9,10 @@ HELP = "Cut imagery into H3 chips, embed them and write H3-keyed Parquet."
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``earthvec build``."""
-    p.add_argument("db", help="database folder to create or extend")
+    p.add_argument("db", nargs="?", help="database folder to create or extend")
     p.add_argument(
         "--source",
         action="append",
-        required=True,
         metavar="PATH_OR_GLOB",
         help="GeoTIFF/COG path, folder, glob ('**' allowed) or GDAL URL; repeat for more sources",
     )
@@ -46,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
             s = get_sensor(name)
             print(f"{name:28s} {s.modality:9s} {','.join(s.band_names)}  {s.title}")
         return 0
+    if not args.db or not args.source:
+        raise SystemExit("earthvec build: give a database folder and at least one --source")
     sensors = args.sensor or []
     if len(sensors) > 1 and len(sensors) != len(args.source):
         raise SystemExit("earthvec build: give one --sensor for all sources or one per --source")

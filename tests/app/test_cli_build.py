@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import pytest
+
+from app.cli.main import main
+from embedder import contract
+from tests.conftest import DATA
+
+
+def test_build_through_the_cli_prints_summary(tmp_path, capsys):
+    src = str(DATA / "eurosat_ms" / "tif" / "SeaLake" / "*.tif")
+    assert main(["build", str(tmp_path / "db"), "--source", src, "--sensor", "sentinel2-l1c-eurosat"]) == 0
+    out = capsys.readouterr().out
+    assert "rows written" in out and "rows/s" in out
+    assert len(contract.read_table(tmp_path / "db")) == len(list(Path(src).parent.glob("*.tif")))
+
+
+def test_empty_glob_exits_1_with_a_clear_message(tmp_path, capsys):
+    assert main(["build", str(tmp_path / "db"), "--source", str(tmp_path / "*.tif")]) == 1
+    err = capsys.readouterr().err
+    assert "matches no file" in err
+    assert not (tmp_path / "db").exists()
+
+
+def test_unknown_sensor_exits_1(tmp_path, capsys):
+    src = str(DATA / "eurosat_ms" / "tif" / "SeaLake" / "*.tif")
+    assert main(["build", str(tmp_path / "db"), "--source", src, "--sensor", "sentinel-9"]) == 1
+    assert "unknown sensor preset" in capsys.readouterr().err
+
+
+def test_list_sensors(capsys):
+    assert main(["build", "--list-sensors"]) == 0
+    assert "landsat8-l1" in capsys.readouterr().out
+
+
+def test_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("build", "similar", "label", "sql", "explore", "info"):
+        assert cmd in out
+
+
+def test_unknown_command_exits_2():
+    with pytest.raises(SystemExit) as e:
+        main(["nonsense"])
+    assert e.value.code == 2
