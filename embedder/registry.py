@@ -104,3 +104,4 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 def _load_builtin() -> None:
     # importing registers; each module keeps torch imports inside its factory
     import embedder.baseline  # noqa: F401
+    import embedder.model.plugin  # noqa: F401

@@ -1,0 +1,54 @@
+"""``earthvec eval [--checkpoint PATH] [--ablations DIR] [--json PATH]``: probes, few-shot, robustness."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Evaluate embedders with kNN/linear probes and few-shot curves."
+
+DEFAULT_JSON = "eval.json"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``earthvec eval``."""
+    p.add_argument("--checkpoint", default=None, help="earthvec-mm checkpoint (default: the shipped one)")
+    p.add_argument("--ablations", default="data/models/ablations",
+                   help="folder of ablation checkpoints (earthvec-mm-no-*.pt) to include if present")
+    p.add_argument("--models", default="stats,earthvec-mm,random-init,ablations",
+                   help="comma-separated subset of: stats, earthvec-mm, random-init, ablations")
+    p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
+    p.add_argument("--draws", type=int, default=20, help="random draws per few-shot point (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of folds, draws and band subsets")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for embedding (default 2)")
+    p.add_argument("--json", default=DEFAULT_JSON, help=f"where to write the JSON report (default {DEFAULT_JSON})")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the table and write the JSON report."""
+    from collections.abc import Callable
+    from pathlib import Path
+
+    import torch
+
+    from embedder.model.checkpoint import random_checkpoint
+    from embedder.model.embedder import MultimodalEmbedder
+    from embedder.model.evaluate import EvalConfig, evaluate, format_table, write_report
+    from embedder.registry import Embedder, get_embedder
+
+    torch.set_num_threads(args.threads)
+    wanted = {m.strip() for m in args.models.split(",") if m.strip()}
+    models: dict[str, Callable[[], Embedder]] = {}
+    if "stats" in wanted:
+        models["stats"] = lambda: get_embedder("stats")
+    if "earthvec-mm" in wanted:
+        models["earthvec-mm"] = lambda: MultimodalEmbedder(args.checkpoint)
+    if "random-init" in wanted:
+        models["random-init"] = lambda: MultimodalEmbedder(random_checkpoint(args.seed), name="earthvec-mm-random")
+    if "ablations" in wanted and Path(args.ablations).is_dir():
+        for path in sorted(Path(args.ablations).glob("earthvec-mm-no-*.pt")):
+            models[path.stem.removeprefix("earthvec-mm-")] = lambda p=path: MultimodalEmbedder(p)
+    report = evaluate(models, args.data, EvalConfig(draws=args.draws, seed=args.seed))
+    print(format_table(report))
+    out = write_report(report, args.json)
+    print(f"\nwrote {out}")
+    return 0

@@ -1,0 +1,47 @@
+"""``earthvec explore DB``: open the Streamlit explorer on a database."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Open the Streamlit explorer on a database."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``earthvec explore``."""
+    parser.add_argument("db", help="database folder (built by earthvec build)")
+    parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    parser.add_argument("--address", default="localhost", help="address to bind (default localhost)")
+    parser.add_argument(
+        "--headless", action="store_true", help="do not open a browser (for servers and tests)"
+    )
+
+
+def command(args: argparse.Namespace) -> list[str]:
+    """The ``python -m streamlit run ...`` command line for ``args``."""
+    import sys
+    from pathlib import Path
+
+    import app
+
+    script = Path(app.__file__).resolve().parent / "streamlit_app.py"
+    return [
+        sys.executable, "-m", "streamlit", "run", str(script),
+        "--server.port", str(args.port),
+        "--server.address", args.address,
+        "--server.headless", "true" if args.headless else "false",
+        "--browser.gatherUsageStats", "false",
+        "--server.fileWatcherType", "none",
+        "--", "--db", str(Path(args.db).resolve()),
+    ]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the database, then run Streamlit until it is stopped."""
+    import subprocess
+
+    from embedder import contract
+
+    contract.read_meta(args.db)  # fail early with a clear message for a bad path
+    print(f"earthvec explore: serving {args.db} at http://{args.address}:{args.port}")
+    return subprocess.call(command(args))

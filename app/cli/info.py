@@ -1,0 +1,75 @@
+"""``earthvec info DB``: counts, model, resolution, partitions, dates and index state."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Counts, model, resolution and partitions of a database."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``earthvec info``."""
+    p.add_argument("db", help="database folder (built by earthvec build)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    p.add_argument(
+        "--rebuild-index",
+        action="store_true",
+        help="(re)build the FAISS index from the embeddings, then report",
+    )
+    p.add_argument(
+        "--update-index",
+        action="store_true",
+        help="build a missing index or bring a stale one up to date, then report",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the summary."""
+    import json
+
+    from index.info import db_info
+    from index.store import open_index
+
+    if args.rebuild_index or args.update_index:
+        open_index(args.db, rebuild=True if args.rebuild_index else None, progress=True)
+    info = db_info(args.db)
+    if args.format == "json":
+        print(json.dumps(info, indent=1))
+        return 0
+    ix = info["index"]
+    lines = [
+        ("database", info["db"]),
+        ("model", f"{info['model']} (dim {info['dim']})"),
+        ("rows / cells", f"{info['rows']} rows, {info['cells']} cells"),
+        (
+            "H3 resolution",
+            f"{info['h3_resolution']} (partitions at res {info['partition_resolution']})",
+        ),
+        (
+            "partitions / files",
+            f"{info['partitions']} partitions, {info['files']} files, "
+            f"{info['bytes'] / 2**20:.1f} MiB",
+        ),
+        (
+            "dates",
+            f"{info['datetime_min']} .. {info['datetime_max']} ({info['dated_rows']} dated rows)"
+            if info["dated_rows"]
+            else "none",
+        ),
+        ("modalities", ", ".join(f"{k} ({v})" for k, v in info["modalities"].items()) or "-"),
+        ("sensors", ", ".join(f"{k} ({v})" for k, v in info["sensors"].items()) or "-"),
+        (
+            "index",
+            f"{ix['state']}"
+            + (
+                f": {ix['factory']}, {ix['count']} vectors, built {ix['built_at']}"
+                if ix["factory"]
+                else " (built on first query)"
+            ),
+        ),
+        ("labels", ", ".join(info["labels"]) or "-"),
+        ("predictions", ", ".join(info["predictions"]) or "-"),
+    ]
+    for key, val in lines:
+        print(f"{key:20s} {val}")
+    return 0

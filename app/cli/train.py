@@ -1,0 +1,71 @@
+"""``earthvec train [--out data/models/earthvec-mm.pt] [--steps N] [--seed S] [--no-OBJECTIVE] [--ablations]``."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Train the multimodal embedder and write a checkpoint."
+
+DEFAULT_OUT = "data/models/earthvec-mm.pt"
+ABLATION_DIR = "data/models/ablations"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``earthvec train``."""
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"checkpoint to write (default {DEFAULT_OUT})")
+    p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
+    p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the config's)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=2,
+                   help="CPU threads (default 2; the shipped checkpoint is reproducible with the same value)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    for obj in ("views", "cross-modal", "colearn", "mae"):
+        p.add_argument(f"--no-{obj}", action="store_true", help=f"switch the {obj} objective off")
+    p.add_argument("--ablations", action="store_true",
+                   help=f"also train one model without each objective into {ABLATION_DIR}/")
+    p.add_argument("--ablation-dir", default=ABLATION_DIR, help="where --ablations writes")
+    p.add_argument("--check", action="store_true",
+                   help="compare the new checkpoint's version with the existing file at --out instead of "
+                   "overwriting it (reproducibility check); exit status 1 when they differ")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, write the checkpoint(s) and print version and throughput."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    import torch
+
+    from embedder.model.checkpoint import load_checkpoint, save_checkpoint
+    from embedder.model.config import OBJECTIVES, TrainConfig
+    from embedder.model.train import train
+
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig(seed=args.seed)
+    if args.steps is not None:
+        cfg = replace(cfg, steps=args.steps)
+    for obj in OBJECTIVES:
+        if getattr(args, f"no_{obj}"):
+            cfg = cfg.without(obj)
+    jobs = [(Path(args.out), cfg)]
+    if args.ablations:
+        for obj in cfg.objectives():
+            jobs.append((Path(args.ablation_dir) / f"earthvec-mm-no-{obj.replace('_', '-')}.pt", cfg.without(obj)))
+    status = 0
+    for out, c in jobs:
+        ckpt = train(c, data_dir=args.data, device=args.device)
+        info = ckpt.info
+        line = (
+            f"earthvec-mm@{ckpt.version}  objectives={','.join(c.objectives())}  steps={c.steps}  "
+            f"{info['train_seconds']} s  {info['train_views_per_s']} views/s ({info['device']}, "
+            f"{info['threads']} threads)"
+        )
+        if args.check and out.is_file():
+            old = load_checkpoint(out)
+            same = old.version == ckpt.version
+            print(f"{line}\n  {'reproduced' if same else 'DIFFERENT from'} {out} (earthvec-mm@{old.version})")
+            status = status or (0 if same else 1)
+        else:
+            save_checkpoint(ckpt, out)
+            print(f"{line}\n  wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return status

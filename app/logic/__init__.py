@@ -1,0 +1,1 @@
+"""Explorer logic that is plain Python (no Streamlit): colours, map layers, thumbnails."""

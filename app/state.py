@@ -1,0 +1,128 @@
+"""Streamlit state of the explorer: which database, cached heavy objects, session keys.
+
+Heavy objects (all rows of the database, the PCA colours, the basemap image) are cached with
+``st.cache_resource`` and shared by every session; they are keyed by the database path and
+a stamp of its files, so a rebuilt database is reloaded. Per-session choices (query cells,
+labels) live in ``st.session_state`` under the keys below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from app.logic import basemap
+from app.logic.colour import pca_rgb
+from embedder.errors import EarthvecError
+from index.explore_support import Rows, load_rows
+from index.store import VectorIndex, open_index
+
+DB_ENV = "EARTHVEC_DB"
+DB_KEY = "db"
+POSITIVES = "positives"
+NEGATIVES = "negatives"
+LABELS = "labels"
+PREDICTIONS = "predictions"
+REGION = "region"
+
+
+def db_from_argv(argv: list[str] | None = None) -> str | None:
+    """``--db`` from the script arguments (``streamlit run app.py -- --db DB``)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--db")
+    args, _ = p.parse_known_args(sys.argv[1:] if argv is None else argv)
+    return args.db
+
+
+def db_path() -> Path | None:
+    """The database to explore: session choice, then ``--db``, then ``$EARTHVEC_DB``."""
+    chosen = st.session_state.get(DB_KEY) or db_from_argv() or os.environ.get(DB_ENV)
+    if not chosen:
+        return None
+    st.session_state[DB_KEY] = str(chosen)
+    return Path(chosen)
+
+
+def db_stamp(db: Path) -> str:
+    """Names, sizes and modification times of the embeddings files (cache key)."""
+    files = sorted((db / "embeddings").glob("*/*.parquet"))
+    return ";".join(f"{f.parent.name}/{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+
+
+@st.cache_resource(show_spinner="Loading the database ...", max_entries=4)
+def _rows(db: str, stamp: str) -> Rows:
+    return load_rows(db)
+
+
+@st.cache_resource(show_spinner="Projecting embeddings to colours ...", max_entries=4)
+def _pca(db: str, stamp: str) -> np.ndarray:
+    return pca_rgb(_rows(db, stamp).vectors)
+
+
+def rows(db: Path) -> Rows:
+    """All rows of ``db`` (cached across reruns and sessions)."""
+    return _rows(str(db), db_stamp(db))
+
+
+def pca_colours(db: Path) -> np.ndarray:
+    """PCA RGB colour of every row of ``db`` (cached)."""
+    return _pca(str(db), db_stamp(db))
+
+
+@st.cache_resource(show_spinner="Opening the search index ...", max_entries=4)
+def _index(db: str, stamp: str) -> tuple[VectorIndex | None, str]:
+    try:
+        return open_index(db), ""
+    except (EarthvecError, OSError) as exc:
+        return None, str(exc)
+
+
+def search_index(db: Path) -> tuple[VectorIndex | None, str]:
+    """The database's FAISS index (built or updated when needed), or None and why not."""
+    return _index(str(db), db_stamp(db))
+
+
+@st.cache_resource(show_spinner=False)
+def basemap_url() -> str | None:
+    """The Blue Marble basemap as a data URL, or None when the image is not shipped."""
+    path = basemap.find_basemap()
+    return basemap.data_url(str(path)) if path else None
+
+
+def require_rows() -> tuple[Path, Rows]:
+    """The database and its rows; stops the page with a message when there is none."""
+    db = db_path()
+    if db is None:
+        st.info(
+            "No database given. Start the explorer with `earthvec explore DB` "
+            f"(or set ${DB_ENV})."
+        )
+        st.stop()
+    assert db is not None
+    try:
+        return db, rows(db)
+    except Exception as exc:  # noqa: BLE001 - shown to the user, not swallowed silently
+        st.error(f"Cannot open database {db}: {exc}")
+        st.stop()
+        raise
+
+
+def session_list(key: str) -> list[str]:
+    """A list kept in the session (created empty)."""
+    if key not in st.session_state:
+        st.session_state[key] = []
+    value: list[str] = st.session_state[key]
+    return value
+
+
+def session_dict(key: str) -> dict[str, str]:
+    """A dict kept in the session (created empty)."""
+    if key not in st.session_state:
+        st.session_state[key] = {}
+    value: dict[str, str] = st.session_state[key]
+    return value

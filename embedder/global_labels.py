@@ -1,0 +1,92 @@
+"""MODIS IGBP land-cover labels per H3 cell: a label source for evaluation and seeding only.
+
+The labels come from the MODIS MCD12C1 2019 majority land cover (0.05 degrees). They are
+never an input or a training target of an embedder; they serve ``earthvec label``/``eval``
+as seeds and ground truth. Each cell gets the majority class over a ``k`` x ``k`` sample
+grid spanning the cell (nodata samples ignored; cells with no valid sample get no label).
+
+Written as ``DB/labels/modis_igbp.parquet`` with columns ``h3`` (uint64), ``label`` (int16
+IGBP code) and ``label_name`` (string).
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from embedder import contract
+from embedder.global_cells import cell_radius_deg
+from embedder.global_grid import MIN_COS_LAT, NEAREST
+from embedder.global_layers import GlobalLayers, layer_table
+
+LABEL_LAYER = "landcover"
+LABELS_FILE = "modis_igbp.parquet"
+LABEL = "label"
+LABEL_NAME = "label_name"
+NO_LABEL = -1
+SAMPLES_PER_SIDE = 5
+
+
+@lru_cache(maxsize=1)
+def igbp_classes() -> dict[int, str]:
+    """IGBP class code -> name (0 water, 1..16 land classes), from ``global_igbp.csv``."""
+    name = layer_table()[LABEL_LAYER]["classes_file"]
+    text = resources.files("embedder").joinpath(name).read_text()
+    return {int(r["code"]): r["name"] for r in csv.DictReader(text.splitlines())}
+
+
+def majority_labels(
+    layers: GlobalLayers, lat: np.ndarray, lon: np.ndarray, res: int, k: int = SAMPLES_PER_SIDE
+) -> np.ndarray:
+    """Majority IGBP class per cell, int16 (N,), :data:`NO_LABEL` where all samples are nodata.
+
+    Args:
+        layers: the global layers.
+        lat: (N,) cell centre latitudes.
+        lon: (N,) cell centre longitudes.
+        res: H3 resolution of the cells (sets the sampled footprint).
+        k: samples per side of the footprint grid.
+    """
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    spec = layer_table()[LABEL_LAYER]
+    classes = igbp_classes()
+    n_codes = max(classes) + 1
+    half = cell_radius_deg(res)
+    off = ((np.arange(k) + 0.5) / k - 0.5) * 2.0 * half
+    stretch = 1.0 / np.maximum(np.cos(np.radians(lat)), MIN_COS_LAT)
+    rows = np.clip(lat[:, None] - off[None, :], -90.0, 90.0)
+    cols = lon[:, None] + off[None, :] * stretch[:, None]
+    codes = layers.raster(LABEL_LAYER).sample_windows(rows, cols, NEAREST).reshape(len(lat), -1)
+    codes = codes.astype(np.int64)
+    valid = (codes != int(spec["nodata"])) & (codes >= 0) & (codes < n_codes)
+    key = np.arange(len(lat), dtype=np.int64)[:, None] * n_codes + codes
+    counts = np.bincount(key[valid], minlength=len(lat) * n_codes).reshape(len(lat), n_codes)
+    out = counts.argmax(axis=1).astype(np.int16)
+    out[counts.sum(axis=1) == 0] = NO_LABEL
+    return out
+
+
+def labels_table(cells: np.ndarray, codes: np.ndarray) -> pa.Table:
+    """A labels table (h3, label, label_name) for the cells that have a label."""
+    keep = np.asarray(codes) != NO_LABEL
+    names = igbp_classes()
+    cells = np.asarray(cells, dtype=np.uint64)[keep]
+    codes = np.asarray(codes, dtype=np.int16)[keep]
+    return pa.table(
+        {
+            contract.H3: pa.array(cells, type=pa.uint64()),
+            LABEL: pa.array(codes, type=pa.int16()),
+            LABEL_NAME: pa.array([names[int(c)] for c in codes], type=pa.string()),
+        }
+    )
+
+
+def labels_path(db: str | Path) -> Path:
+    """Where the MODIS labels of a database live."""
+    return Path(db) / contract.LABELS_DIR / LABELS_FILE

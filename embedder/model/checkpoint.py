@@ -1,0 +1,160 @@
+"""Checkpoints of the multimodal embedder: weights + configuration + normalisation + version.
+
+The version is a hash of the model configuration, the normalisation statistics and the
+weight values, so two checkpoints with the same version embed identically. Files are
+written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from embedder.contract import atomic_write_bytes
+from embedder.errors import InputNotFoundError, ModelMismatchError
+from embedder.model.config import ModelConfig, model_config_from, to_dict
+from embedder.model.net import MultimodalNet
+from embedder.registry import config_hash
+
+FORMAT = "earthvec-mm/1"
+CHECKPOINT_NAME = "earthvec-mm.pt"
+ENV_WEIGHTS = "EARTHVEC_MM_WEIGHTS"
+
+
+def candidate_paths() -> list[Path]:
+    """Where the default checkpoint is looked for, in order."""
+    here = Path(__file__).resolve()
+    out = []
+    if os.environ.get(ENV_WEIGHTS):
+        out.append(Path(os.environ[ENV_WEIGHTS]))
+    out.append(here.parents[1] / "weights" / CHECKPOINT_NAME)
+    out.append(here.parents[2] / "data" / "models" / CHECKPOINT_NAME)
+    return out
+
+
+def default_checkpoint() -> Path:
+    """The shipped checkpoint.
+
+    Raises:
+        InputNotFoundError: naming every place looked at and how to create the file.
+    """
+    paths = candidate_paths()
+    for p in paths:
+        if p.is_file():
+            return p
+    raise InputNotFoundError(
+        f"no earthvec-mm checkpoint found (looked at {', '.join(map(str, paths))}); "
+        f"run `earthvec train --out data/models/{CHECKPOINT_NAME}` or set {ENV_WEIGHTS}"
+    )
+
+
+def weights_hash(cfg_dict: dict[str, Any], normalisation: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
+    """Version hash of configuration, normalisation and weight values."""
+    parts: list[Any] = [cfg_dict, normalisation]
+    for k in sorted(state):
+        parts.append(k)
+        parts.append(np.ascontiguousarray(state[k].detach().cpu().numpy()).tobytes())
+    return config_hash(*parts)
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        model_config: the network shape.
+        normalisation: per-sensor, per-band ``[mean, std]``.
+        state: the network's weights.
+        version: hash of the above.
+        train_config: the training configuration (provenance), may be empty.
+        info: free-form provenance (sources, steps, timings).
+    """
+
+    model_config: ModelConfig
+    normalisation: dict[str, dict[str, list[float]]]
+    state: dict[str, torch.Tensor]
+    version: str
+    train_config: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> MultimodalNet:
+        """The network with these weights, in eval mode."""
+        net = MultimodalNet(self.model_config)
+        net.load_state_dict(self.state)
+        return net.eval()
+
+
+def make_checkpoint(
+    net: MultimodalNet,
+    normalisation: dict[str, dict[str, list[float]]],
+    train_config: dict[str, Any] | None = None,
+    info: dict[str, Any] | None = None,
+) -> Checkpoint:
+    """A checkpoint of ``net`` (weights copied to CPU float32)."""
+    state = {k: v.detach().cpu().float().clone() if v.is_floating_point() else v.detach().cpu().clone()
+             for k, v in net.state_dict().items()}
+    version = weights_hash(to_dict(net.cfg), normalisation, state)
+    return Checkpoint(net.cfg, normalisation, state, version, train_config or {}, info or {})
+
+
+def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
+    """Write ``ckpt`` atomically to ``path`` and return the path."""
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "format": FORMAT,
+            "version": ckpt.version,
+            "model_config": to_dict(ckpt.model_config),
+            "normalisation": ckpt.normalisation,
+            "train_config": ckpt.train_config,
+            "info": ckpt.info,
+            "state_dict": ckpt.state,
+        },
+        buf,
+    )
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
+    """Read a checkpoint (the default one when ``path`` is None) and verify its version.
+
+    Raises:
+        InputNotFoundError: when the file does not exist.
+        ModelMismatchError: when it is not an earthvec-mm checkpoint or its weights do not
+            match its recorded version (corrupted or edited file).
+    """
+    p = Path(path) if path is not None else default_checkpoint()
+    if not p.is_file():
+        raise InputNotFoundError(f"checkpoint {str(p)!r} not found; run `earthvec train --out {p}`")
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ModelMismatchError(f"{p} is not a readable earthvec-mm checkpoint: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        raise ModelMismatchError(f"{p} is not an {FORMAT} checkpoint; retrain with `earthvec train`")
+    cfg = model_config_from(raw["model_config"])
+    version = weights_hash(to_dict(cfg), raw["normalisation"], raw["state_dict"])
+    if version != raw["version"]:
+        raise ModelMismatchError(
+            f"{p}: weights hash {version} differs from the recorded version {raw['version']}; "
+            "the file is corrupted or was edited, retrain it with `earthvec train`"
+        )
+    return Checkpoint(cfg, raw["normalisation"], raw["state_dict"], version, raw["train_config"], raw["info"])
+
+
+def random_checkpoint(seed: int = 0, cfg: ModelConfig | None = None) -> Checkpoint:
+    """The same architecture, randomly initialised with ``seed`` (an evaluation baseline)."""
+    from embedder.model.prep import sensor_stats
+
+    torch.manual_seed(seed)
+    net = MultimodalNet(cfg or ModelConfig()).eval()
+    return make_checkpoint(net, sensor_stats(), {}, {"random_init": True, "seed": seed})

@@ -1,0 +1,146 @@
+"""Configuration of the multimodal embedder and its training (plain data, no torch).
+
+The configuration is stored inside every checkpoint and in the Parquet metadata, and it is
+part of the model's version hash. Objectives are switches so that each one's value can be
+measured by training without it (``earthvec eval`` ablations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from embedder.errors import EarthvecError
+from embedder.sensors import get_sensor, sensor_names
+
+OBJECTIVES = ("views", "cross_modal", "colearn", "mae")
+
+
+def keyed_bands() -> list[str]:
+    """``modality:band`` keys of every non-optical band in the sensor table (sorted).
+
+    Non-optical bands (SAR polarisations, elevation, climate) have no wavelength, so the
+    model learns one stem filter per key instead of generating it from the wavelength.
+    """
+    keys = set()
+    for name in sensor_names():
+        s = get_sensor(name)
+        if s.modality != "optical":
+            keys.update(f"{s.modality}:{b.name}" for b in s.bands)
+    return sorted(keys)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network shape.
+
+    Attributes:
+        modalities: modality names the model has encoders for.
+        keyed_bands: ``modality:band`` keys of non-optical bands with learned stem filters.
+        chip_px: input chips are resized to this side (pixels).
+        patch: stem patch size (stride); the stem output is ``chip_px / patch`` wide.
+        stem_dim: channels after the stem.
+        widths: channels of the two stride-2 trunk stages (non-optical encoders use half).
+        embed_dim: length of the chip embedding.
+        shared_dim: leading part of the embedding aligned across modalities; the rest
+            (``embed_dim - shared_dim``) is modality-specific.
+        fourier_bands: Fourier frequencies encoding the wavelength.
+        hidden: width of the wavelength hyper-network.
+    """
+
+    modalities: tuple[str, ...] = ("optical", "sar", "elevation", "climate")
+    keyed_bands: tuple[str, ...] = field(default_factory=lambda: tuple(keyed_bands()))
+    chip_px: int = 64
+    patch: int = 4
+    stem_dim: int = 32
+    widths: tuple[int, int] = (64, 128)
+    embed_dim: int = 128
+    shared_dim: int = 96
+    fourier_bands: int = 6
+    hidden: int = 64
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training schedule, data mix and objective switches.
+
+    Attributes:
+        seed: seed of every random generator (numpy, torch, sampling).
+        steps: optimisation steps.
+        lr: AdamW learning rate (cosine decay after a short warm-up).
+        weight_decay: AdamW weight decay.
+        batch_eurosat: EuroSAT chips per step.
+        batch_pairs: BigEarthNet S1/S2 crop pairs per step (0 disables the source).
+        batch_landsat: Landsat-8 crops per step (0 disables the source).
+        batch_global: global multimodal chips per step (0 disables; used when available).
+        global_chips: random land cells (H3 res 5) drawn for the global source.
+        views: within-modality augmentation views + InfoNCE (SimCLR style).
+        cross_modal: CLIP-style InfoNCE between modalities of the same place.
+        colearn: modality-discriminative co-learning (shared vs specific parts).
+        mae: multi-pretext masked autoencoding (reconstruct + predict other modalities).
+        temperature: InfoNCE temperature.
+        mask_ratio: share of stem tokens masked for the MAE objective.
+        band_keep_min: band-dropout keeps at least this share of bands (missing channels).
+        view_px: side of the training views in pixels (chips are embedded at full size).
+        crop_min: smallest crop side of a view, as a share of the chip side.
+        crop_max: largest crop side of a view, as a share of the chip side.
+        w_views: weight of the view loss.
+        w_cross: weight of the cross-modal loss.
+        w_colearn: weight of the co-learning losses.
+        w_mae: weight of the reconstruction losses.
+    """
+
+    seed: int = 0
+    steps: int = 400
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    batch_eurosat: int = 96
+    batch_pairs: int = 24
+    batch_landsat: int = 24
+    batch_global: int = 32
+    global_chips: int = 2048
+    views: bool = True
+    cross_modal: bool = True
+    colearn: bool = True
+    mae: bool = True
+    temperature: float = 0.2
+    mask_ratio: float = 0.5
+    band_keep_min: float = 0.4
+    view_px: int = 32
+    crop_min: float = 0.35
+    crop_max: float = 0.75
+    w_views: float = 1.0
+    w_cross: float = 1.0
+    w_colearn: float = 0.3
+    w_mae: float = 1.0
+
+    def objectives(self) -> list[str]:
+        """Names of the switched-on objectives."""
+        return [o for o in OBJECTIVES if getattr(self, o)]
+
+    def without(self, objective: str) -> TrainConfig:
+        """This configuration with one objective switched off.
+
+        Raises:
+            EarthvecError: for an unknown objective name.
+        """
+        if objective not in OBJECTIVES:
+            raise EarthvecError(f"unknown objective {objective!r}; choose from {', '.join(OBJECTIVES)}")
+        return replace(self, **{objective: False})
+
+
+def to_dict(cfg: ModelConfig | TrainConfig) -> dict[str, Any]:
+    """JSON-able dict of a config (tuples become lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def model_config_from(d: dict[str, Any]) -> ModelConfig:
+    """Rebuild a :class:`ModelConfig` from :func:`to_dict` output."""
+    names = {f.name for f in fields(ModelConfig)}
+    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+
+
+def train_config_from(d: dict[str, Any]) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` from :func:`to_dict` output."""
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,83 @@
+"""The ``earthvec-mm`` embedder: a trained checkpoint behind the registry's Embedder protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from embedder.batch import ChipBatch
+from embedder.model.checkpoint import Checkpoint, load_checkpoint
+from embedder.model.config import to_dict
+from embedder.model.prep import to_inputs
+from embedder.registry import l2_normalise
+
+NAME = "earthvec-mm"
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    """``device`` if given, else CUDA when available, else CPU."""
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class MultimodalEmbedder:
+    """Embeds chips of any modality subset and any band subset with one checkpoint.
+
+    Attributes:
+        name: registry name.
+        version: the checkpoint's weights hash.
+        dim: embedding length.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Checkpoint | str | Path | None = None,
+        device: str | None = None,
+        batch_size: int = 512,
+        name: str = NAME,
+    ) -> None:
+        self.ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
+        self.name = name
+        self.version = self.ckpt.version
+        self.dim = self.ckpt.model_config.embed_dim
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self.net = self.ckpt.build().to(self.device)
+        if self.device.type == "cpu":
+            self.net = self.net.to(memory_format=torch.channels_last)
+
+    def config(self) -> dict[str, Any]:
+        """Model configuration plus training provenance (stored in Parquet metadata)."""
+        return {
+            "model": to_dict(self.ckpt.model_config),
+            "train": self.ckpt.train_config,
+            "info": self.ckpt.info,
+        }
+
+    def normalisation(self) -> dict[str, Any]:
+        """Per-sensor, per-band ``[mean, std]`` used to standardise inputs."""
+        return self.ckpt.normalisation
+
+    @torch.inference_mode()
+    def embed_unnormalised(self, batch: ChipBatch) -> np.ndarray:
+        """Fused (N, dim) vectors before L2 normalisation (zeros where a chip has no data)."""
+        n = len(batch)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        cuda = self.device.type == "cuda"
+        for start in range(0, n, self.batch_size):
+            rows = np.arange(start, min(n, start + self.batch_size))
+            inputs = to_inputs(
+                batch.take(rows), self.ckpt.normalisation, self.ckpt.model_config.chip_px, self.device
+            )
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+                enc = self.net(inputs)
+            out[rows] = enc.fused.float().cpu().numpy()
+        return out
+
+    def embed(self, batch: ChipBatch) -> np.ndarray:
+        """Unit-length (N, dim) float32 embeddings; chips with no valid data get zero rows."""
+        return l2_normalise(self.embed_unnormalised(batch))

@@ -1,0 +1,232 @@
+"""``earthvec eval``: probes, few-shot curves and robustness of embedders on the real data.
+
+Protocol (all on the labelled EuroSAT-MS chips in ``data/eurosat_ms``; no labels are used in
+training, but the self-supervised models did see these chips unlabelled):
+
+* spatially blocked 5-fold cross-validation: chips are grouped by H3 res-2 cell (~160 km),
+  so train and test chips never come from the same area;
+* kNN (k = 1, 5, 10, cosine) and logistic-regression probes;
+* few-shot curves: 1/5/10/20 labels per class drawn at random from the training folds,
+  many draws, logistic regression and kNN;
+* missing channels: the same chips embedded from band subsets (random halves of the 13
+  bands, RGB only, the bands Landsat-8 also has), both everywhere and only for the queries
+  (labelled seeds keep all bands);
+* BigEarthNet S1/S2: cross-modal retrieval, each Sentinel-1-only crop queries the
+  Sentinel-2-only crops; a hit is a crop of the same patch (and so the same CORINE labels).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embedder.batch import ChipBatch
+from embedder.contract import atomic_write_bytes
+from embedder.model import data as sources
+from embedder.model import probes
+from embedder.registry import Embedder, model_id
+
+log = logging.getLogger(__name__)
+
+RGB = ("B04", "B03", "B02")
+LANDSAT_LIKE = ("B01", "B02", "B03", "B04", "B8A", "B10", "B11", "B12")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation protocol settings.
+
+    Attributes:
+        folds: spatial CV folds.
+        ks: kNN neighbour counts.
+        shots: labels per class of the few-shot curves.
+        draws: random draws per few-shot point.
+        half_subsets: random half-band subsets to average over.
+        seed: seed of folds, draws and subsets.
+    """
+
+    folds: int = 5
+    ks: tuple[int, ...] = (1, 5, 10)
+    shots: tuple[int, ...] = (1, 5, 10, 20)
+    draws: int = 20
+    half_subsets: int = 5
+    seed: int = 0
+
+
+@dataclass
+class ModelResult:
+    """Numbers measured for one embedder."""
+
+    name: str
+    model: str
+    knn: dict[str, float] = field(default_factory=dict)
+    logreg: float = 0.0
+    few_shot_logreg: dict[str, list[float]] = field(default_factory=dict)
+    few_shot_knn: dict[str, list[float]] = field(default_factory=dict)
+    bands: dict[str, dict[str, float]] = field(default_factory=dict)
+    ben_s1_to_s2_top1: float | None = None
+    embed_chips_per_s: float = 0.0
+
+
+def half_band_subsets(bands: tuple[str, ...], n: int, seed: int) -> list[tuple[str, ...]]:
+    """``n`` random subsets with half of ``bands`` (rounded down), fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    return [tuple(sorted(rng.choice(bands, size=len(bands) // 2, replace=False))) for _ in range(n)]
+
+
+def _with_bands(batch: ChipBatch, names: tuple[str, ...]) -> ChipBatch:
+    return ChipBatch({"optical": batch.modalities["optical"].select_bands(list(names))})
+
+
+def ben_crops(root: Path, step: int = 28) -> tuple[ChipBatch, ChipBatch, np.ndarray]:
+    """Grid crops of every BigEarthNet pair: (S2-only batch, S1-only batch, patch id per crop)."""
+    scenes = sources.load_bigearthnet(root)
+    opt, sar, pid = [], [], []
+    for i, (a, b) in enumerate(zip(scenes.arrays["optical"], scenes.arrays["sar"], strict=True)):
+        for y in range(0, a.shape[1] - sources.CHIP_PX + 1, step):
+            for x in range(0, a.shape[2] - sources.CHIP_PX + 1, step):
+                opt.append(a[:, y : y + sources.CHIP_PX, x : x + sources.CHIP_PX])
+                sar.append(b[:, y : y + sources.CHIP_PX, x : x + sources.CHIP_PX])
+                pid.append(i)
+    from embedder.sensors import get_sensor
+
+    s2 = get_sensor(scenes.sensors["optical"], list(scenes.bands["optical"]))
+    s1 = get_sensor(scenes.sensors["sar"], list(scenes.bands["sar"]))
+    return (
+        ChipBatch({"optical": sources.modality_batch(s2, np.stack(opt), scenes.bands["optical"])}),
+        ChipBatch({"sar": sources.modality_batch(s1, np.stack(sar), scenes.bands["sar"])}),
+        np.array(pid),
+    )
+
+
+def evaluate_model(
+    name: str,
+    emb: Embedder,
+    chips: sources.LabelledChips,
+    folds: np.ndarray,
+    cfg: EvalConfig,
+    ben: tuple[ChipBatch, ChipBatch, np.ndarray] | None,
+) -> ModelResult:
+    """All probes for one embedder."""
+    y = chips.labels
+    t0 = time.perf_counter()
+    x = emb.embed(chips.batch)
+    speed = len(y) / max(time.perf_counter() - t0, 1e-9)
+    res = ModelResult(name=name, model=model_id(emb), embed_chips_per_s=round(speed, 1))
+    res.knn = {f"k{k}": probes.blocked_cv(x, y, folds, "knn", k) for k in cfg.ks}
+    res.logreg = probes.blocked_cv(x, y, folds, "logreg")
+    for s in cfg.shots:
+        res.few_shot_logreg[str(s)] = list(probes.few_shot(x, y, folds, s, "logreg", cfg.draws, cfg.seed))
+        res.few_shot_knn[str(s)] = list(probes.few_shot(x, y, folds, s, "knn", cfg.draws, cfg.seed))
+    all_bands = chips.batch.modalities["optical"].bands
+    subsets = {f"half{i}": b for i, b in enumerate(half_band_subsets(all_bands, cfg.half_subsets, cfg.seed))}
+    subsets["rgb"] = RGB
+    subsets["landsat_like"] = LANDSAT_LIKE
+    for key, names in subsets.items():
+        xs = emb.embed(_with_bands(chips.batch, names))
+        res.bands[key] = {
+            "knn5": probes.blocked_cv(xs, y, folds, "knn", 5),
+            "knn5_full_seeds": _mixed_knn(x, xs, y, folds),
+            "few5_logreg": probes.few_shot(xs, y, folds, 5, "logreg", max(5, cfg.draws // 4), cfg.seed)[0],
+        }
+    if ben is not None:
+        s2, s1, pid = ben
+        a, b = emb.embed(s1.take(np.arange(len(pid)))), emb.embed(s2)
+        hit = pid[np.argmax(a @ b.T, axis=1)] == pid
+        res.ben_s1_to_s2_top1 = float(hit.mean())
+    return res
+
+
+def _mixed_knn(seeds_x: np.ndarray, query_x: np.ndarray, y: np.ndarray, folds: np.ndarray) -> float:
+    correct = 0
+    for f in np.unique(folds):
+        te = folds == f
+        correct += int((probes.knn_predict(seeds_x[~te], y[~te], query_x[te], 5) == y[te]).sum())
+    return correct / len(y)
+
+
+def half_mean(res: ModelResult, key: str) -> float:
+    """Mean of a band-robustness number over the random half-band subsets."""
+    vals = [v[key] for k, v in res.bands.items() if k.startswith("half")]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def evaluate(
+    models: dict[str, Callable[[], Embedder]],
+    data_dir: str | Path | None = None,
+    cfg: EvalConfig | None = None,
+) -> dict[str, Any]:
+    """Run the protocol for every named embedder factory and return a JSON-able report."""
+    cfg = cfg or EvalConfig()
+    root = sources.data_root(data_dir)
+    chips = sources.load_eurosat(root)
+    folds = probes.spatial_folds(chips.lat, chips.lon, cfg.folds, cfg.seed)
+    try:
+        ben = ben_crops(root)
+    except Exception as exc:  # BigEarthNet is optional for the EuroSAT table
+        log.warning("BigEarthNet retrieval skipped: %s", exc)
+        ben = None
+    results = []
+    for name, factory in models.items():
+        log.info("evaluating %s", name)
+        results.append(asdict(evaluate_model(name, factory(), chips, folds, cfg, ben)))
+    return {
+        "protocol": asdict(cfg) | {
+            "dataset": "EuroSAT-MS (data/eurosat_ms)",
+            "n_chips": len(chips.labels),
+            "n_classes": len(np.unique(chips.labels)),
+            "split": f"spatially blocked {cfg.folds}-fold CV, H3 res-{probes.BLOCK_RES} blocks",
+            "half_subsets": half_band_subsets(chips.batch.modalities["optical"].bands, cfg.half_subsets, cfg.seed),
+            "ben_crops": None if ben is None else len(ben[2]),
+        },
+        "results": results,
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a plain-text table (accuracy in %)."""
+    head = (
+        f"{'model':<22}{'kNN1':>6}{'kNN5':>6}{'kNN10':>6}{'LR':>6} | "
+        f"{'LR@1':>6}{'LR@5':>6}{'LR@10':>6}{'LR@20':>6}{'kNN@5':>6} | "
+        f"{'half':>6}{'half*':>6}{'RGB':>6}{'L8':>6} | {'S1>S2':>6}{'emb/s':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in report["results"]:
+        res = ModelResult(**r)
+        fs = res.few_shot_logreg
+        ben = "   n/a" if res.ben_s1_to_s2_top1 is None else f"{100 * res.ben_s1_to_s2_top1:6.1f}"
+        lines.append(
+            f"{res.name:<22}"
+            + "".join(f"{100 * res.knn[f'k{k}']:6.1f}" for k in (1, 5, 10))
+            + f"{100 * res.logreg:6.1f} | "
+            + "".join(f"{100 * fs[s][0]:6.1f}" for s in ("1", "5", "10", "20"))
+            + f"{100 * res.few_shot_knn['5'][0]:6.1f} | "
+            + f"{100 * half_mean(res, 'knn5'):6.1f}{100 * half_mean(res, 'knn5_full_seeds'):6.1f}"
+            + f"{100 * res.bands['rgb']['knn5']:6.1f}{100 * res.bands['landsat_like']['knn5']:6.1f} | "
+            + f"{ben}{res.embed_chips_per_s:8.0f}"
+        )
+    p = report["protocol"]
+    lines.append("")
+    lines.append(
+        f"{p['dataset']}, {p['n_chips']} chips, {p['n_classes']} classes, {p['split']}. "
+        f"kNN/LR: accuracy %; LR@n / kNN@5: n labels per class, mean of {p['draws']} draws; "
+        "half: kNN5 with a random half of the bands (mean of subsets), half*: same but seeds keep "
+        "all bands; RGB / L8: kNN5 with RGB only / Landsat-8 band set; S1>S2: BigEarthNet "
+        "cross-modal retrieval top-1 (same patch); emb/s: chips per second (includes load)."
+    )
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], path: str | Path) -> Path:
+    """Write the report as JSON atomically."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, json.dumps(report, indent=1, default=float).encode())
+    return out

@@ -1,0 +1,78 @@
+"""A summary of a database: counts, model, resolution, partitions, dates and index state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+
+from embedder import contract
+from index.sidecar import Sidecar, index_dir
+from index.store import index_state
+
+
+def db_info(db: str | Path) -> dict[str, Any]:
+    """Describe ``db`` without building anything.
+
+    Returns:
+        JSON-able dict: ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
+        ``dim``, ``h3_resolution``, ``partition_resolution``, ``datetime_min/max``,
+        ``dated_rows``, ``modalities``, ``sensors``, ``index`` (state, factory, count),
+        ``labels`` and ``predictions`` (file names).
+
+    Raises:
+        InputNotFoundError: no embeddings in ``db``.
+        ModelMismatchError: the files mix model versions.
+    """
+    db = Path(db)
+    meta = contract.read_meta(db)
+    files = contract.embedding_files(db)
+    t = contract.read_table(
+        db, columns=[contract.H3, contract.DATETIME, contract.MODALITIES, contract.SENSORS]
+    )
+    dt = t.column(contract.DATETIME)
+    mm = pc.min_max(dt).as_py() if t.num_rows else {"min": None, "max": None}
+    sc = Sidecar.load(db)
+    state = index_state(db)
+    out: dict[str, Any] = {
+        "db": str(db),
+        "rows": t.num_rows,
+        "cells": int(len(np.unique(t.column(contract.H3).to_numpy()))),
+        "partitions": len({f.parent.name for f in files}),
+        "files": len(files),
+        "bytes": int(sum(f.stat().st_size for f in files)),
+        "model": meta.model,
+        "dim": meta.dim,
+        "h3_resolution": meta.h3_resolution,
+        "partition_resolution": meta.partition_resolution,
+        "datetime_min": mm["min"].isoformat() if mm["min"] else None,
+        "datetime_max": mm["max"].isoformat() if mm["max"] else None,
+        "dated_rows": t.num_rows - dt.null_count,
+        "modalities": _counts(t.column(contract.MODALITIES)),
+        "sensors": _counts(t.column(contract.SENSORS)),
+        "index": {
+            "state": state,
+            "path": str(index_dir(db)),
+            "factory": sc.factory if sc else None,
+            "count": sc.count if sc else None,
+            "model": sc.model if sc else None,
+            "built_at": sc.built_at if sc else None,
+        },
+        "labels": _names(db / contract.LABELS_DIR),
+        "predictions": _names(db / contract.PREDICTIONS_DIR),
+    }
+    return out
+
+
+def _counts(col: Any) -> dict[str, int]:
+    flat = pc.list_flatten(col)
+    if len(flat) == 0:
+        return {}
+    vc = pc.value_counts(flat).to_pylist()
+    return {str(d["values"]): int(d["counts"]) for d in sorted(vc, key=lambda d: str(d["values"]))}
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("*.parquet") if not p.name.startswith("."))

@@ -1,0 +1,230 @@
+"""Multi-resolution H3 pyramid: parent-cell aggregates and coarse-to-fine search.
+
+For each coarser resolution ``r`` the pyramid stores one row per parent cell that holds
+indexed cells: ``count`` (cells below it), ``embedding`` (the normalised mean of their unit
+vectors), ``spread`` (``1 - |mean|``: 0 when all children are identical, up to 1 when they
+point in all directions) and the parent's centre and polygon. Files:
+``DB/pyramid/res=<r>.parquet`` (GeoParquet), built from the most recent row of each cell.
+
+Coarse-to-fine search ranks the parents at a coarse resolution first, then searches
+exactly among the descendants of the best ``n_parents`` (one contiguous id range each).
+It is exact inside the chosen parents; its recall against a full search depends on how
+well parent means represent their children (see ``spread``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from embedder import contract, h3grid
+from embedder.errors import InputNotFoundError, QueryError
+from index.search import Hits, as_index, top_k
+from index.store import VectorIndex
+from index.vectors import iter_latest, partition_files
+
+PYRAMID_DIR = "pyramid"
+COUNT = "count"
+SPREAD = "spread"
+DEFAULT_LEVELS = 3
+PYRAMID_META_KEY = b"earthvec_pyramid"
+
+
+def level_path(db: str | Path, res: int) -> Path:
+    """File of one pyramid level."""
+    return Path(db) / PYRAMID_DIR / f"res={res}.parquet"
+
+
+def pyramid_schema(dim: int) -> pa.Schema:
+    """Schema of a pyramid level."""
+    return pa.schema(
+        [
+            pa.field(contract.H3, pa.uint64(), nullable=False),
+            pa.field(contract.LAT, pa.float64(), nullable=False),
+            pa.field(contract.LON, pa.float64(), nullable=False),
+            pa.field(contract.GEOMETRY, pa.binary(), nullable=False),
+            pa.field(COUNT, pa.int64(), nullable=False),
+            pa.field(SPREAD, pa.float32(), nullable=False),
+            pa.field(contract.EMBEDDING, pa.list_(pa.float32(), dim), nullable=False),
+        ]
+    )
+
+
+def aggregate(cells: np.ndarray, vectors: np.ndarray, res: int) -> pa.Table:
+    """Parent aggregates at ``res`` of unit ``vectors`` on ``cells`` (one row per parent)."""
+    parents = h3grid.cell_parents(cells, res)
+    uniq, inv = np.unique(parents, return_inverse=True)
+    sums = np.zeros((len(uniq), vectors.shape[1]), dtype=np.float64)
+    np.add.at(sums, inv, vectors)
+    counts = np.bincount(inv, minlength=len(uniq))
+    return _level_table(uniq, sums, counts)
+
+
+def _level_table(parents: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> pa.Table:
+    mean = sums / counts[:, None]
+    norm = np.linalg.norm(mean, axis=1)
+    unit = np.divide(mean, norm[:, None], out=np.zeros_like(mean), where=norm[:, None] > 0)
+    lat, lon = h3grid.cell_centres(parents)
+    dim = sums.shape[1]
+    return pa.Table.from_arrays(
+        [
+            pa.array(parents, type=pa.uint64()),
+            pa.array(lat),
+            pa.array(lon),
+            pa.array([h3grid.cell_wkb(int(c)) for c in parents], type=pa.binary()),
+            pa.array(counts.astype(np.int64)),
+            pa.array(np.clip(1.0 - norm, 0.0, 1.0).astype(np.float32)),
+            pa.FixedSizeListArray.from_arrays(pa.array(unit.astype(np.float32).reshape(-1)), dim),
+        ],
+        schema=pyramid_schema(dim),
+    )
+
+
+def build_pyramid(
+    db: str | Path | VectorIndex, levels: list[int] | None = None, *, progress: bool = False
+) -> dict[int, Path]:
+    """Write parent aggregates of ``db`` at the given resolutions (one partition in memory).
+
+    Args:
+        db: database folder or open index.
+        levels: resolutions coarser than the database; default the three next coarser.
+        progress: show a progress bar over partitions.
+
+    Returns:
+        Resolution -> written file.
+
+    Raises:
+        QueryError: a level not coarser than the database resolution.
+    """
+    vi = as_index(db)
+    res = vi.resolution
+    levels = sorted(set(levels or range(max(0, res - DEFAULT_LEVELS), res)), reverse=True)
+    bad = [r for r in levels if not 0 <= r < res]
+    if bad:
+        raise QueryError(f"pyramid levels {bad} must be coarser than the database resolution {res}")
+    # a parent at or finer than the partition resolution lies in one partition: stream those;
+    # coarser parents span partitions: keep running sums (few of them)
+    sums: dict[int, dict[int, np.ndarray]] = {r: {} for r in levels}
+    counts: dict[int, dict[int, int]] = {r: {} for r in levels}
+    writers: dict[int, tuple[pq.ParquetWriter, Path]] = {}
+    dim = vi.dim
+    meta = {"model": vi.model, "h3_resolution": res, "created": contract.utcnow()}
+    schema = pyramid_schema(dim).with_metadata(
+        {
+            contract.GEO_KEY: json.dumps(contract.geo_metadata()).encode(),
+            PYRAMID_META_KEY: json.dumps(meta).encode(),
+        }
+    )
+    out: dict[int, Path] = {}
+    try:
+        cols = [contract.H3, contract.DATETIME, contract.EMBEDDING]
+        parts = partition_files(vi.db)
+        it = tqdm(
+            iter_latest(vi.db, columns=cols),
+            total=len(parts),
+            desc="pyramid",
+            unit="part",
+            disable=not progress,
+        )
+        for _, table, _ in it:
+            cells = np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64)
+            vecs = contract.embeddings_matrix(table)
+            for r in levels:
+                if r >= vi.sidecar.partition_resolution:
+                    if r not in writers:
+                        path = level_path(vi.db, r)
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+                        writers[r] = (pq.ParquetWriter(tmp, schema, compression="zstd"), tmp)
+                    writers[r][0].write_table(aggregate(cells, vecs, r))
+                    continue
+                parents = h3grid.cell_parents(cells, r)
+                for p in np.unique(parents):
+                    m = parents == p
+                    key = int(p)
+                    sums[r][key] = sums[r].get(key, np.zeros(dim)) + vecs[m].sum(axis=0, dtype=np.float64)
+                    counts[r][key] = counts[r].get(key, 0) + int(m.sum())
+        for r in levels:
+            path = level_path(vi.db, r)
+            if r in writers:
+                w, tmp = writers.pop(r)
+                w.close()
+                os.replace(tmp, path)
+            else:
+                keys = np.array(sorted(sums[r]), dtype=np.uint64)
+                table = _level_table(
+                    keys,
+                    np.stack([sums[r][int(k)] for k in keys]) if len(keys) else np.zeros((0, dim)),
+                    np.array([counts[r][int(k)] for k in keys], dtype=np.int64),
+                ).replace_schema_metadata(schema.metadata)
+                contract.write_table_atomic(table, path)
+            out[r] = path
+    finally:
+        for w, tmp in writers.values():
+            w.close()
+            tmp.unlink(missing_ok=True)
+    return out
+
+
+def read_level(db: str | Path, res: int) -> pa.Table:
+    """One pyramid level.
+
+    Raises:
+        InputNotFoundError: the level was not built.
+    """
+    path = level_path(db, res)
+    if not path.exists():
+        raise InputNotFoundError(
+            f"{path} does not exist; build the pyramid first: index.pyramid.build_pyramid(db, [{res}])"
+        )
+    return pq.read_table(path)
+
+
+def similar_coarse_to_fine(
+    db: str | Path | VectorIndex,
+    queries: np.ndarray,
+    k: int,
+    *,
+    coarse_res: int,
+    n_parents: int = 8,
+    exclude: list[list[int]] | None = None,
+) -> Hits:
+    """Top ``k`` by searching the best ``n_parents`` parents at ``coarse_res``, then their cells.
+
+    Args:
+        db: database folder or open index (its pyramid level ``coarse_res`` must exist).
+        queries: (nq, dim) unit vectors.
+        k: results per query.
+        coarse_res: pyramid level to rank first.
+        n_parents: parents searched in full per query.
+        exclude: cells to leave out per query.
+
+    Returns:
+        :class:`index.search.Hits` (exact within the chosen parents).
+    """
+    from index.filters import Filter
+
+    vi = as_index(db)
+    level = read_level(vi.db, coarse_res)
+    pv = contract.embeddings_matrix(level)
+    pid = np.asarray(level.column(contract.H3).to_numpy(), dtype=np.uint64)
+    q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vi.dim)
+    rows, scores = [], []
+    for i in range(len(q)):
+        m = min(n_parents, len(pid))
+        best = np.argpartition(-(pv @ q[i]), m - 1)[:m]
+        flt = Filter(cells=[int(c) for c in pid[best]])
+        h = top_k(vi, q[i : i + 1], k, flt, [exclude[i] if exclude else []])
+        r = np.full(k, -1, dtype=np.int64)
+        s = np.zeros(k, dtype=np.float32)
+        r[: h.rows.shape[1]], s[: h.rows.shape[1]] = h.rows[0], h.scores[0]
+        rows.append(r)
+        scores.append(s)
+    return Hits(vi.rows, np.stack(rows), np.stack(scores), vi.scalars)

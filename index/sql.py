@@ -1,0 +1,179 @@
+"""DuckDB over a database: views on the Parquet files and H3 functions written in Python.
+
+Views:
+
+* ``embeddings``: every row of ``DB/embeddings`` (hive partitioned, so ``h3_parent`` is a
+  column) with ``embedding`` cast to ``FLOAT[D]`` (array functions such as
+  ``array_inner_product`` need the fixed size);
+* ``labels``: seed files stored in ``DB/labels`` (h3, lat, lon, label, file = file stem);
+* ``predictions``: kNN maps in ``DB/predictions`` (h3, lat, lon, geometry, label,
+  confidence, file = file stem).
+
+H3 functions (Python UDFs; DuckDB's h3 extension would need a download): ``h3_parent(h3,
+res)``, ``h3_lat(h3)``, ``h3_lon(h3)``, ``h3_to_string(h3)``, ``h3_from_string(s)``,
+``h3_resolution(h3)``. Cells are UBIGINT as in Parquet.
+
+``read_only=True`` (for the app) lists the files explicitly, allows exactly those paths and
+then turns external access off: queries cannot read or write other files, install
+extensions or reach the network. :func:`run_query` caps the rows returned.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import h3.api.basic_int as h3i
+import numpy as np
+import pyarrow as pa
+
+from embedder import contract
+from embedder.errors import EarthvecError, QueryError
+
+DEFAULT_ROW_LIMIT = 10_000
+VIEWS = ("embeddings", "labels", "predictions")
+
+
+def _q(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _file_list(files: list[Path]) -> str:
+    return "[" + ", ".join(_q(f) for f in files) + "]"
+
+
+def _h3_parent(cells: pa.Array, res: pa.Array) -> pa.Array:
+    out = []
+    for a, b in zip(cells.to_pylist(), res.to_pylist(), strict=True):
+        ok = a is not None and b is not None and 0 <= b <= h3i.get_resolution(a)
+        out.append(h3i.cell_to_parent(a, b) if ok else None)
+    return pa.array(out, type=pa.uint64())
+
+
+def _h3_latlng(cells: pa.Array, i: int) -> pa.Array:
+    c = np.asarray(cells.to_numpy(zero_copy_only=False))
+    return pa.array([h3i.cell_to_latlng(int(a))[i] for a in c], type=pa.float64())
+
+
+def _h3_to_string(cells: pa.Array) -> pa.Array:
+    return pa.array([h3i.int_to_str(int(a)) for a in cells.to_numpy(zero_copy_only=False)], type=pa.string())
+
+
+def _h3_from_string(text: pa.Array) -> pa.Array:
+    out: list[int | None] = []
+    for s in text.to_pylist():
+        if s is None:
+            out.append(None)
+            continue
+        try:
+            c = h3i.str_to_int(str(s).strip())
+        except (ValueError, TypeError):
+            c = None
+        out.append(c if c is not None and h3i.is_valid_cell(c) else None)
+    return pa.array(out, type=pa.uint64())
+
+
+def _h3_resolution(cells: pa.Array) -> pa.Array:
+    c = cells.to_numpy(zero_copy_only=False)
+    return pa.array([h3i.get_resolution(int(a)) for a in c], type=pa.int32())
+
+
+def register_h3(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the H3 helper functions on a connection (vectorised Arrow UDFs)."""
+    ub, i32, f64, vc = (
+        duckdb.sqltype("UBIGINT"),
+        duckdb.sqltype("INTEGER"),
+        duckdb.sqltype("DOUBLE"),
+        duckdb.sqltype("VARCHAR"),
+    )
+    arrow: Any = "arrow"
+    special: Any = "special"
+    con.create_function("h3_parent", _h3_parent, [ub, i32], ub, type=arrow, null_handling=special)
+    con.create_function("h3_lat", lambda c: _h3_latlng(c, 0), [ub], f64, type=arrow)
+    con.create_function("h3_lon", lambda c: _h3_latlng(c, 1), [ub], f64, type=arrow)
+    con.create_function("h3_to_string", _h3_to_string, [ub], vc, type=arrow)
+    con.create_function("h3_from_string", _h3_from_string, [vc], ub, type=arrow, null_handling=special)
+    con.create_function("h3_resolution", _h3_resolution, [ub], i32, type=arrow)
+
+
+def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the views and H3 functions of ``db``.
+
+    Args:
+        db: database folder.
+        read_only: forbid any file or network access beyond the database's own files
+            (the files present now; reconnect to see new ones).
+
+    Raises:
+        InputNotFoundError: ``db`` holds no embeddings.
+        ModelMismatchError: the embeddings mix model versions.
+    """
+    db = Path(db).resolve()
+    meta = contract.read_meta(db)
+    files = contract.embedding_files(db)
+    con = duckdb.connect(":memory:")
+    register_h3(con)
+    cols = ", ".join(f'"{c}"' for c in contract.REQUIRED_COLUMNS if c != contract.EMBEDDING)
+    con.execute(
+        f"CREATE VIEW embeddings AS SELECT {cols}, "
+        f'"{contract.EMBEDDING}"::FLOAT[{meta.dim}] AS "{contract.EMBEDDING}", '
+        f'"{contract.PARTITION}" '
+        f"FROM read_parquet({_file_list(files)}, hive_partitioning = true)"
+    )
+    allowed = list(files)
+    for view, folder in (
+        ("labels", contract.LABELS_DIR),
+        ("predictions", contract.PREDICTIONS_DIR),
+    ):
+        extra = sorted(p for p in (db / folder).glob("*.parquet") if not p.name.startswith("."))
+        allowed += extra
+        if extra:
+            con.execute(
+                f"CREATE VIEW {view} AS SELECT * EXCLUDE (filename), "
+                "parse_filename(filename, true) AS file "
+                f"FROM read_parquet({_file_list(extra)}, union_by_name = true, filename = true)"
+            )
+        else:
+            con.execute(
+                f'CREATE VIEW {view} AS SELECT NULL::UBIGINT AS "{contract.H3}", NULL::DOUBLE AS '
+                f'"{contract.LAT}", NULL::DOUBLE AS "{contract.LON}", NULL::VARCHAR AS label, '
+                "NULL::VARCHAR AS file WHERE false"
+            )
+    if read_only:
+        con.execute(f"SET allowed_paths = {_file_list(allowed)}")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+    return con
+
+
+def run_query(
+    con: duckdb.DuckDBPyConnection, sql: str, *, limit: int | None = DEFAULT_ROW_LIMIT
+) -> tuple[pa.Table, bool]:
+    """Run one statement and fetch at most ``limit`` rows.
+
+    Returns:
+        The result table and whether rows were cut off by ``limit``.
+
+    Raises:
+        QueryError: DuckDB rejects the statement (its message names the problem).
+    """
+    try:
+        rel = con.sql(sql)
+        if rel is None:  # a statement without a result (SET, CREATE ...)
+            return pa.table({}), False
+        reader = rel.to_arrow_reader(min(limit or 100_000, 100_000))
+        batches, n, cut = [], 0, False
+        for b in reader:
+            if limit is not None and n + b.num_rows > limit:
+                batches.append(b.slice(0, limit - n))
+                cut = True
+                break
+            batches.append(b)
+            n += b.num_rows
+        table = pa.Table.from_batches(batches, schema=reader.schema)
+    except duckdb.Error as exc:
+        raise QueryError(f"SQL failed: {str(exc).strip()}") from exc
+    except EarthvecError:
+        raise
+    return table, cut

@@ -1,0 +1,107 @@
+"""Reading the vectors to index: one row per cell (its most recent), one partition at a time.
+
+A cell may have rows at several datetimes. The index holds only the most recent row of each
+cell (rows without a datetime count as oldest); the other rows stay in Parquet and are
+reached by time-filtered queries and SQL. A cell lives in exactly one ``h3_parent``
+partition, so the choice can be made partition by partition with bounded memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from embedder import contract
+
+ATTR_COLUMNS = [
+    contract.H3,
+    contract.LAT,
+    contract.LON,
+    contract.DATETIME,
+    contract.VALID_FRACTION,
+    contract.SOURCE,
+    contract.SENSORS,
+    contract.MODALITIES,
+]
+"""Columns of the indexed rows kept in memory beside the index (no vectors, no geometry)."""
+
+_OLDEST = np.iinfo(np.int64).min
+
+
+def partition_files(db: str | Path) -> dict[str, list[Path]]:
+    """Embeddings files grouped by partition (``h3_parent`` hex id), both sorted."""
+    out: dict[str, list[Path]] = {}
+    for f in contract.embedding_files(db):
+        key = f.parent.name.split("=", 1)[1]
+        out.setdefault(key, []).append(f)
+    return dict(sorted(out.items()))
+
+
+def datetime_int(table: pa.Table) -> np.ndarray:
+    """Datetimes as int64 microseconds, missing ones as the smallest int64 (oldest)."""
+    col = table.column(contract.DATETIME).cast(pa.int64())
+    return np.asarray(pc.fill_null(col, _OLDEST).to_numpy(), dtype=np.int64)
+
+
+def scalar_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """The scalar attribute columns of ``table`` as numpy arrays (datetime as int64 us)."""
+    return {
+        contract.H3: np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64),
+        contract.LAT: np.asarray(table.column(contract.LAT).to_numpy(), dtype=np.float64),
+        contract.LON: np.asarray(table.column(contract.LON).to_numpy(), dtype=np.float64),
+        contract.DATETIME: datetime_int(table),
+        contract.VALID_FRACTION: np.asarray(table.column(contract.VALID_FRACTION).to_numpy()),
+    }
+
+
+def latest_rows(table: pa.Table) -> tuple[pa.Table, bool]:
+    """Keep the most recent row of each cell, sorted by cell id.
+
+    Returns:
+        The reduced table and whether any cell had several rows.
+    """
+    h3 = np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64)
+    if len(h3) == 0:
+        return table, False
+    order = np.lexsort((datetime_int(table), h3))
+    hs = h3[order]
+    last = np.empty(len(hs), dtype=bool)
+    last[:-1] = hs[1:] != hs[:-1]
+    last[-1] = True
+    keep = order[last]
+    return table.take(pa.array(keep)), bool(len(keep) < len(h3))
+
+
+def read_files(files: list[Path], columns: list[str], filter: pc.Expression | None = None) -> pa.Table:
+    """Read some columns of a few embeddings files (already contract-checked)."""
+    ds = pads.dataset([str(f) for f in files], format="parquet")
+    return ds.to_table(columns=columns, filter=filter)
+
+
+def iter_latest(
+    db: str | Path, columns: list[str] | None = None, parts: list[str] | None = None
+) -> Iterator[tuple[str, pa.Table, bool]]:
+    """Yield ``(partition, latest rows, had several dates)`` for each partition.
+
+    Args:
+        db: database folder.
+        columns: columns to read (default: :data:`ATTR_COLUMNS` plus the embedding).
+        parts: restrict to these partition ids.
+    """
+    cols = columns or [*ATTR_COLUMNS, contract.EMBEDDING]
+    if contract.H3 not in cols or contract.DATETIME not in cols:
+        cols = [
+            contract.H3,
+            contract.DATETIME,
+            *[c for c in cols if c not in (contract.H3, contract.DATETIME)],
+        ]
+    for part, files in partition_files(db).items():
+        if parts is not None and part not in parts:
+            continue
+        table, multi = latest_rows(read_files(files, cols))
+        yield part, table, multi
