@@ -31,36 +31,54 @@ def bench_meta() -> contract.DatasetMeta:
 
 
 def write_rows(db: Path, ts: TiledSet, cells: np.ndarray, start: int, stop: int, key: str) -> None:
-    """Write base rows ``[start, stop)`` (vectors regenerated block by block) into ``db``."""
+    """Write base rows ``[start, stop)`` into ``db``: one Parquet file per partition.
+
+    Vectors are regenerated block by block and appended to one open writer per partition,
+    so memory stays at one block; files appear atomically (temporary name, then rename).
+    """
+    import pyarrow.parquet as pq
+
     meta = bench_meta()
-    for b in range(ts.n_blocks()):
-        s, e = ts.block_rows(b)
-        if e <= start or s >= stop:
-            continue
-        s, e = max(s, start), min(e, stop)
-        x = ts.vectors(s, e)
-        c = cells[s:e]
-        parents = h3grid.cell_parents(c, PARTITION_RES)
-        lat, lon = h3grid.cell_centres(c)
-        wkb = cells_wkb(c)
-        src_chip = ts.real.chip[ts.source_rows(s, e)]
-        for p in np.unique(parents):
-            m = np.flatnonzero(parents == p)
-            table = contract.make_table(
-                h3=c[m],
-                lat=lat[m],
-                lon=lon[m],
-                geometry=[wkb[i] for i in m],
-                datetime_=[DATE] * len(m),
-                source=[[ts.real.chips[j]] for j in src_chip[m]],
-                modalities=[["optical"]] * len(m),
-                sensors=[["sentinel2-l1c-eurosat"]] * len(m),
-                valid_fraction=np.ones(len(m), dtype=np.float32),
-                embedding=x[m],
-                meta=meta,
-            )
-            hexid = h3grid.cell_to_str(int(p))
-            contract.write_table_atomic(table, contract.shard_path(db, hexid, f"{key}-{b:05d}"))
+    schema = contract.arrow_schema(meta.dim, meta)
+    writers: dict[int, tuple[pq.ParquetWriter, Path, Path]] = {}
+    try:
+        for b in range(ts.n_blocks()):
+            s, e = ts.block_rows(b)
+            if e <= start or s >= stop:
+                continue
+            s, e = max(s, start), min(e, stop)
+            x = ts.vectors(s, e)
+            c = cells[s:e]
+            parents = h3grid.cell_parents(c, PARTITION_RES)
+            lat, lon = h3grid.cell_centres(c)
+            wkb = cells_wkb(c)
+            src_chip = ts.real.chip[ts.source_rows(s, e)]
+            for p in np.unique(parents):
+                m = np.flatnonzero(parents == p)
+                table = contract.make_table(
+                    h3=c[m],
+                    lat=lat[m],
+                    lon=lon[m],
+                    geometry=[wkb[i] for i in m],
+                    datetime_=[DATE] * len(m),
+                    source=[[ts.real.chips[j]] for j in src_chip[m]],
+                    modalities=[["optical"]] * len(m),
+                    sensors=[["sentinel2-l1c-eurosat"]] * len(m),
+                    valid_fraction=np.ones(len(m), dtype=np.float32),
+                    embedding=x[m],
+                    meta=meta,
+                )
+                if int(p) not in writers:
+                    final = contract.shard_path(db, h3grid.cell_to_str(int(p)), key)
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = final.with_name(f".{final.name}.tmp")
+                    writers[int(p)] = (pq.ParquetWriter(tmp, schema, compression="zstd"), tmp, final)
+                writers[int(p)][0].write_table(table)
+    finally:
+        for w, _tmp, _final in writers.values():
+            w.close()
+    for _w, tmp, final in writers.values():
+        os.replace(tmp, final)
 
 
 def link_rows(src_db: Path, dst_db: Path) -> None:

@@ -73,8 +73,8 @@ class FaissPeer(Peer):
             rng = np.random.default_rng(0)
             n = min(len(x), self.train_size)
             index.train(x[np.sort(rng.choice(len(x), n, replace=False))])
-        if "Refine" in self.factory or "RFlat" in self.factory:
-            faiss.ParameterSpace().set_index_parameter(index, "k_factor", 16)
+        if isinstance(index, faiss.IndexRefine):
+            index.k_factor = 16  # re-rank 16 k compressed-code candidates
         if hnsw is not None:
             index.add(x)  # one call: several add() calls build a worse HNSW graph
         else:

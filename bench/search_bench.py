@@ -21,6 +21,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,32 @@ def graph_peers(a: argparse.Namespace) -> list[tuple[Peer, str]]:
     return out
 
 
+def all_peers(a: argparse.Namespace, ivf_factory: str) -> list[tuple[Peer, str]]:
+    """Every engine of the run with its configuration text, in running order."""
+    from index import factory as fac
+
+    th = a.threads
+    out: list[tuple[Peer, str]] = []
+    if "ivf" in a.peers:
+        out.append((FaissPeer("FAISS IVF", ivf_factory, sweep=IVF_SWEEP, threads=th), ivf_factory))
+    out += graph_peers(a)
+    if "pq" in a.peers:
+        got = fac.compressed_factory(a.n, 128, memory_bytes=int(a.n * 128 * 2))  # f32 does not fit
+        assert got is not None
+        pq = got[0]
+        out.append((FaissPeer("FAISS IVF-PQ", pq, sweep=IVF_SWEEP, threads=th), pq))
+    if "flat" in a.peers:
+        out.append((FaissPeer("FAISS Flat exact", "Flat", threads=th, single_queries=50), "IndexFlatIP"))
+    if "numpy" in a.peers:
+        out.append((NumpyPeer(threads=th, single_queries=30), "matmul + argpartition"))
+    if "duckdb" in a.peers:
+        n_single = 5 if a.n >= 500_000 else 20
+        out.append(
+            (DuckDBPeer(threads=th, single_queries=n_single), "array_cosine_similarity ORDER BY LIMIT")
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table; write JSON."""
     import faiss
@@ -161,88 +188,35 @@ def main(argv: list[str] | None = None) -> int:
     }
     log(f"earthvec plan for {a.n:,} x 128: {plan.factory} ({plan.reason})")
     rows: list[Row] = []
-    ivf_factory = plan.factory if "IVF" in plan.factory else f"IVF{fac.nlist_for(a.n)},Flat"
-    if "ivf" in a.peers:
-        rows.append(
-            run_peer(
-                FaissPeer("FAISS IVF", ivf_factory, sweep=IVF_SWEEP, threads=a.threads),
-                ivf_factory,
-                x,
-                q,
-                truth,
-                k=a.k,
-                target=a.target,
-                log=log,
-            )
-        )
-    for peer, cfg in graph_peers(a):
-        rows.append(run_peer(peer, cfg, x, q, truth, k=a.k, target=a.target, log=log))
-    if "pq" in a.peers:
-        pq = fac.plan_index(a.n, 128, memory_bytes=int(a.n * 128 * 2)).factory  # raw f32 does not fit
-        rows.append(
-            run_peer(
-                FaissPeer("FAISS IVF-PQ", pq, sweep=IVF_SWEEP, threads=a.threads),
-                pq,
-                x,
-                q,
-                truth,
-                k=a.k,
-                target=a.target,
-                log=log,
-            )
-        )
-    if "flat" in a.peers:
-        rows.append(
-            run_peer(
-                FaissPeer("FAISS Flat exact", "Flat", threads=a.threads, single_queries=50),
-                "IndexFlatIP",
-                x,
-                q,
-                truth,
-                k=a.k,
-                log=log,
-            )
-        )
-    if "numpy" in a.peers:
-        rows.append(
-            run_peer(
-                NumpyPeer(threads=a.threads, single_queries=30),
-                "matmul + argpartition",
-                x,
-                q,
-                truth,
-                k=a.k,
-                log=log,
-            )
-        )
-    if "duckdb" in a.peers:
-        rows.append(
-            run_peer(
-                DuckDBPeer(threads=a.threads, single_queries=5 if a.n >= 500_000 else 20),
-                "array_cosine_similarity ORDER BY LIMIT",
-                x,
-                q,
-                truth,
-                k=a.k,
-                log=log,
-            )
-        )
-    if "hnsw" in a.peers:
-        results["hnsw_batched_add"] = hnsw_add_check(x[: min(a.n, 200_000)], q, a.k)
-    if "api" in a.peers:
-        api_part(a, ts, x, q, truth, rows, results, ivf_factory)
-    results["rows"] = [r.to_dict() for r in rows]
-    del x
-    if a.big_n:
-        results["compressed"] = compressed_path(a, real)
-    results["summary"] = report.summary(results, a.target)
-    results["machine"]["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    results["total_s"] = round(time.perf_counter() - t_start, 1)
     out = Path(a.out)
     if out.suffix != ".json":  # a folder, as in ``earthvec bench --out bench_results``
         out = out / "search.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
+
+    def save(final: bool = False) -> None:
+        results["rows"] = [r.to_dict() for r in rows]
+        results["summary"] = report.summary(results, a.target)
+        results["machine"]["load_average_now"] = [round(v, 2) for v in os.getloadavg()]
+        results["total_s"] = round(time.perf_counter() - t_start, 1)
+        results["complete"] = final
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(results, indent=2, default=str))
+        os.replace(tmp, out)
+
+    ivf_factory = plan.factory if "IVF" in plan.factory else f"IVF{fac.nlist_for(a.n)},Flat"
+    for peer, cfg in all_peers(a, ivf_factory):
+        target = a.target if peer.knob else 1.0
+        rows.append(run_peer(peer, cfg, x, q, truth, k=a.k, target=target, log=log))
+        save()
+    if "hnsw" in a.peers:
+        results["hnsw_batched_add"] = hnsw_add_check(x[: min(a.n, 200_000)], q, a.k)
+        save()
+    if "api" in a.peers:
+        api_part(a, ts, x, q, truth, rows, results, ivf_factory, save)
+    del x
+    if a.big_n:
+        results["compressed"] = compressed_path(a, real)
+    save(final=True)
     print(report.render(results))
     log(f"wrote {out} in {results['total_s']:.0f} s total")
     return 0
@@ -278,6 +252,7 @@ def api_part(
     rows: list[Row],
     results: dict[str, Any],
     ivf_factory: str,
+    save: Callable[[], None],
 ) -> None:
     """Earthvec API rows: search overhead, filtered queries, label map, streamed build."""
     from bench import api, db
@@ -312,8 +287,11 @@ def api_part(
             "batched": round(raw.qps_batch / row.qps_batch - 1, 4),
         }
     del vi
+    save()
     info["streamed_build"] = streamed_build(base_db, ivf_factory, q, truth, ts)
+    save()
     info["label_map"] = label_map_part(a, ts, base_db, cache, tag)
+    save()
 
 
 def streamed_build(
@@ -374,6 +352,9 @@ def compressed_path(a: argparse.Namespace, real: Any) -> dict[str, Any]:
     budget = int(a.big_memory_gib * 2**30)
     ts = TiledSet(real, n=a.big_n, n_queries=a.queries)
     plan = fac.plan_index(a.big_n, 128, budget)
+    small = fac.compressed_factory(a.big_n, 128, budget)
+    if "PQ" not in plan.factory and small:  # a smoke-test size: take the compressed structure anyway
+        plan = fac.plan_index(a.big_n, 128, override=small[0])
     log(f"compressed path: {a.big_n:,} vectors, budget {a.big_memory_gib} GiB -> {plan.factory}")
     out: dict[str, Any] = {
         "n": a.big_n,

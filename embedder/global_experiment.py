@@ -98,7 +98,7 @@ def experiment_data(layers: GlobalLayers, cfg: ExperimentConfig) -> ExperimentDa
 def learning_curve(
     x: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ExperimentConfig
 ) -> dict[int, dict[str, float]]:
-    """kNN accuracy and macro-F1 (mean over folds and draws) per number of seeds."""
+    """Accuracy and macro-F1 of kNN (mean over folds and draws) per number of seeds."""
     rng = np.random.default_rng(cfg.seed)
     out: dict[int, dict[str, float]] = {}
     smallest_pool = min(int(np.sum(folds != f)) for f in np.unique(folds))
@@ -181,10 +181,10 @@ def train_models(
     tcfg = TrainConfig(
         seed=seed,
         steps=steps,
-        batch_eurosat=32,
+        batch_eurosat=16,
         batch_pairs=0,
         batch_landsat=0,
-        batch_global=96,
+        batch_global=64,
         global_chips=train_chips,
     )
     mcfg = ModelConfig(chip_px=chip_px)

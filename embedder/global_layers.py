@@ -214,8 +214,19 @@ class GlobalLayers:
         return p
 
     def files(self, names: list[str] | None = None) -> list[str]:
-        """File names of the given layers (default the input layers), for ``source``."""
-        return [self.specs[n]["file"] for n in (names or input_layers())]
+        """Files of the given layers (default the input layers) for the ``source`` column.
+
+        Paths are relative to the repository root when the layers live under it (e.g.
+        ``data/global/bmng.jpg``), else absolute.
+        """
+        out = []
+        for n in names or input_layers():
+            p = (self.root / self.specs[n]["file"]).resolve()
+            try:
+                out.append(p.relative_to(repo_root()).as_posix())
+            except ValueError:
+                out.append(p.as_posix())
+        return out
 
     def raster(self, name: str) -> LatLonRaster:
         """Layer ``name`` loaded (once) as a :class:`LatLonRaster`."""

@@ -236,25 +236,39 @@ def plan_index(
             f"raw vectors fit in {budget / 2**30:.1f} GiB: inverted lists with exact distances",
             params,
         )
+    got = compressed_factory(n, dim, budget)
+    if got is None:
+        raise IndexBuildError(
+            f"{n} vectors of dim {dim} do not fit in {budget / 2**30:.2f} GiB even as 4-bit PQ "
+            "codes; give more memory (--memory) or index a smaller region"
+        )
+    f, why = got
+    return IndexPlan(
+        f,
+        n,
+        dim,
+        bytes_per_vector(f, dim),
+        f"raw vectors ({n * 4 * dim / 2**30:.1f} GiB) exceed the {budget / 2**30:.1f} GiB budget: {why}",
+        params,
+    )
+
+
+def compressed_factory(n: int, dim: int, memory_bytes: int) -> tuple[str, str] | None:
+    """The compressed structure for ``n`` vectors within ``memory_bytes``, and why; ``None`` if none fits.
+
+    ``IVF<nlist>,PQ<d/2>x4fs,Refine(SQ8)`` when the 8-bit re-ranking codes fit, else the 4-bit
+    codes alone.
+    """
+    nlist = nlist_for(n)
+    ivf = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nlist}"
     m = _pq_subquantizers(dim)
     for f, why in (
         (f"{ivf},PQ{m}x4fs,Refine(SQ8)", "4-bit PQ codes re-ranked on 8-bit scalar codes"),
         (f"{ivf},PQ{m}x4fs", "4-bit PQ codes only (8-bit codes do not fit)"),
     ):
-        if n * bytes_per_vector(f, dim) <= budget:
-            return IndexPlan(
-                f,
-                n,
-                dim,
-                bytes_per_vector(f, dim),
-                f"raw vectors ({n * 4 * dim / 2**30:.1f} GiB) exceed the {budget / 2**30:.1f} GiB "
-                f"budget: {why}",
-                params,
-            )
-    raise IndexBuildError(
-        f"{n} vectors of dim {dim} do not fit in {budget / 2**30:.2f} GiB even as 4-bit PQ codes; "
-        "give more memory (--memory) or index a smaller region"
-    )
+        if n * bytes_per_vector(f, dim) <= memory_bytes:
+            return f, why
+    return None
 
 
 def _pq_subquantizers(dim: int) -> int:

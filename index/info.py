@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from embedder import contract
+from index.layout import PYRAMID_DIR
 from index.sidecar import Sidecar, index_dir
 from index.store import index_state
 
@@ -20,7 +21,7 @@ def db_info(db: str | Path) -> dict[str, Any]:
         JSON-able dict: ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
         ``dim``, ``h3_resolution``, ``partition_resolution``, ``datetime_min/max``,
         ``dated_rows``, ``modalities``, ``sensors``, ``index`` (state, factory, count),
-        ``labels`` and ``predictions`` (file names).
+        ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and ``predictions`` (file names).
 
     Raises:
         InputNotFoundError: no embeddings in ``db``.
@@ -60,6 +61,7 @@ def db_info(db: str | Path) -> dict[str, Any]:
             "model": sc.model if sc else None,
             "built_at": sc.built_at if sc else None,
         },
+        "pyramid": sorted(int(p.stem.split("=", 1)[1]) for p in (db / PYRAMID_DIR).glob("res=*.parquet")),
         "labels": _names(db / contract.LABELS_DIR),
         "predictions": _names(db / contract.PREDICTIONS_DIR),
     }

@@ -26,20 +26,15 @@ from tqdm.auto import tqdm
 
 from embedder import contract, h3grid
 from embedder.errors import InputNotFoundError, QueryError
+from index.layout import level_path
 from index.search import Hits, as_index, top_k
 from index.store import VectorIndex
 from index.vectors import iter_latest, partition_files
 
-PYRAMID_DIR = "pyramid"
 COUNT = "count"
 SPREAD = "spread"
 DEFAULT_LEVELS = 3
 PYRAMID_META_KEY = b"earthvec_pyramid"
-
-
-def level_path(db: str | Path, res: int) -> Path:
-    """File of one pyramid level."""
-    return Path(db) / PYRAMID_DIR / f"res={res}.parquet"
 
 
 def pyramid_schema(dim: int) -> pa.Schema:

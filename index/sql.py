@@ -7,7 +7,9 @@ Views:
   ``array_inner_product`` need the fixed size);
 * ``labels``: seed files stored in ``DB/labels`` (h3, lat, lon, label, file = file stem);
 * ``predictions``: kNN maps in ``DB/predictions`` (h3, lat, lon, geometry, label,
-  confidence, file = file stem).
+  confidence, file = file stem);
+* ``pyramid`` (only once built): parent aggregates of every level (h3, lat, lon, geometry,
+  count, spread, embedding, resolution).
 
 H3 functions (Python UDFs; DuckDB's h3 extension would need a download): ``h3_parent(h3,
 res)``, ``h3_lat(h3)``, ``h3_lon(h3)``, ``h3_to_string(h3)``, ``h3_from_string(s)``,
@@ -30,6 +32,7 @@ import pyarrow as pa
 
 from embedder import contract
 from embedder.errors import EarthvecError, QueryError
+from index.layout import PYRAMID_DIR
 
 DEFAULT_ROW_LIMIT = 10_000
 VIEWS = ("embeddings", "labels", "predictions")
@@ -140,6 +143,15 @@ def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
                 f'"{contract.LAT}", NULL::DOUBLE AS "{contract.LON}", NULL::VARCHAR AS label, '
                 "NULL::VARCHAR AS file WHERE false"
             )
+    levels = sorted(p for p in (db / PYRAMID_DIR).glob("res=*.parquet"))
+    if levels:
+        allowed += levels
+        con.execute(
+            "CREATE VIEW pyramid AS SELECT * EXCLUDE (filename, embedding), "
+            f'"{contract.EMBEDDING}"::FLOAT[{meta.dim}] AS "{contract.EMBEDDING}", '
+            "CAST(regexp_extract(filename, 'res=([0-9]+)', 1) AS INTEGER) AS resolution "
+            f"FROM read_parquet({_file_list(levels)}, filename = true)"
+        )
     if read_only:
         con.execute(f"SET allowed_paths = {_file_list(allowed)}")
         con.execute("SET enable_external_access = false")

@@ -150,13 +150,21 @@ class VectorIndex:
         """Raw FAISS search: ``(scores, cell ids)`` of shape (nq, k); id -1 pads missing hits."""
         q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
         k = max(1, min(int(k), len(self)))
-        if sel is None and fac.gpu_count() > 0 and fac.is_exact(self.sidecar.factory):
-            if self._gpu is None:
-                self._gpu = fac.to_gpu(self.index)
-            scores, ids = self._gpu.search(q, k)
-        else:
-            scores, ids = self.index.search(q, k, params=fac.search_params(self.index, k, sel))
-        return scores, ids
+        gpu = self._gpu_index() if sel is None else None
+        if gpu is not None:
+            return gpu.search(q, k)
+        return self.index.search(q, k, params=fac.search_params(self.index, k, sel))
+
+    def _gpu_index(self) -> Any:
+        """A GPU copy of an exact index when FAISS sees a GPU (made once), else ``None``."""
+        if self._gpu is None:
+            self._gpu = False
+            if fac.gpu_count() > 0 and fac.is_exact(self.sidecar.factory):
+                try:
+                    self._gpu = fac.to_gpu(self.index)
+                except (RuntimeError, AttributeError) as exc:  # structure not supported there
+                    log.info("searching on the CPU: %s", str(exc).splitlines()[0])
+        return self._gpu or None
 
 
 def build_index(db: str | Path, *, factory: str | None = None, progress: bool = True) -> VectorIndex:
@@ -345,14 +353,13 @@ def open_index(
     meta = contract.read_meta(db)
     sc = Sidecar.load(db)
     want = fac.normalise_factory(factory) if factory else None
-    if rebuild or (sc is None and rebuild is None) or (sc and want and want != sc.factory):
-        if rebuild is False:
-            raise IndexMismatchError(f"{index_dir(db)} was built as {sc and sc.factory}, not {want}")
-        return build_index(
-            db, factory=want or (sc.factory if sc and rebuild is None else None), progress=progress
-        )
-    if sc is None:
-        raise IndexMismatchError(f"{db} has no index yet; {REBUILD_HINT.format(dir=index_dir(db))}")
+    hint = REBUILD_HINT.format(dir=index_dir(db))
+    if sc is None and rebuild is False:
+        raise IndexMismatchError(f"{db} has no index yet; {hint}")
+    if sc is not None and want and want != sc.factory and rebuild is False:
+        raise IndexMismatchError(f"the index in {index_dir(db)} is {sc.factory}, not {want}; {hint}")
+    if sc is None or rebuild or (want and want != sc.factory):
+        return build_index(db, factory=want, progress=progress)
     check_model(db, sc, meta)
     sigs = file_signatures(db)
     loaded = _load(db, sc)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 HELP = "Evaluate embedders with kNN/linear probes and few-shot curves."
 
@@ -12,20 +14,33 @@ DEFAULT_JSON = "eval.json"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``earthvec eval``."""
     p.add_argument("--checkpoint", default=None, help="earthvec-mm checkpoint (default: the shipped one)")
-    p.add_argument("--ablations", default="data/models/ablations",
-                   help="folder of ablation checkpoints (earthvec-mm-no-*.pt) to include if present")
-    p.add_argument("--models", default="stats,earthvec-mm,random-init,ablations",
-                   help="comma-separated subset of: stats, earthvec-mm, random-init, ablations")
+    p.add_argument(
+        "--ablations",
+        default="data/models/ablations",
+        help="folder of ablation checkpoints (earthvec-mm-no-*.pt) to include if present",
+    )
+    p.add_argument(
+        "--models",
+        default="stats,earthvec-mm,random-init,ablations",
+        help="comma-separated subset of: stats, earthvec-mm, random-init, ablations",
+    )
     p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
     p.add_argument("--draws", type=int, default=20, help="random draws per few-shot point (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of folds, draws and band subsets")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for embedding (default 2)")
-    p.add_argument("--json", default=DEFAULT_JSON, help=f"where to write the JSON report (default {DEFAULT_JSON})")
+    p.add_argument(
+        "--json", default=DEFAULT_JSON, help=f"where to write the JSON report (default {DEFAULT_JSON})"
+    )
+
+
+def _loader(path: object) -> Callable[[], Any]:
+    from embedder.model.embedder import MultimodalEmbedder
+
+    return lambda: MultimodalEmbedder(str(path))
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write the JSON report."""
-    from collections.abc import Callable
     from pathlib import Path
 
     import torch
@@ -43,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if "earthvec-mm" in wanted:
         models["earthvec-mm"] = lambda: MultimodalEmbedder(args.checkpoint)
     if "random-init" in wanted:
-        models["random-init"] = lambda: MultimodalEmbedder(random_checkpoint(args.seed), name="earthvec-mm-random")
+        models["random-init"] = lambda: MultimodalEmbedder(
+            random_checkpoint(args.seed), name="earthvec-mm-random"
+        )
     if "ablations" in wanted and Path(args.ablations).is_dir():
         for path in sorted(Path(args.ablations).glob("earthvec-mm-no-*.pt")):
-            models[path.stem.removeprefix("earthvec-mm-")] = lambda p=path: MultimodalEmbedder(p)
+            models[path.stem.removeprefix("earthvec-mm-")] = _loader(path)
     report = evaluate(models, args.data, EvalConfig(draws=args.draws, seed=args.seed))
+    report["protocol"]["torch_threads"] = torch.get_num_threads()
     print(format_table(report))
     out = write_report(report, args.json)
     print(f"\nwrote {out}")

@@ -17,6 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="(re)build the FAISS index from the embeddings, then report",
     )
     p.add_argument(
+        "--pyramid",
+        metavar="RES,RES",
+        help="build parent aggregates (DB/pyramid) at these coarser H3 resolutions, e.g. 7,6,5",
+    )
+    p.add_argument(
         "--update-index",
         action="store_true",
         help="build a missing index or bring a stale one up to date, then report",
@@ -30,8 +35,17 @@ def run(args: argparse.Namespace) -> int:
     from index.info import db_info
     from index.store import open_index
 
-    if args.rebuild_index or args.update_index:
-        open_index(args.db, rebuild=True if args.rebuild_index else None, progress=True)
+    if args.rebuild_index or args.update_index or args.pyramid:
+        vi = open_index(args.db, rebuild=True if args.rebuild_index else None, progress=True)
+        if args.pyramid:
+            from embedder.errors import QueryError
+            from index.pyramid import build_pyramid
+
+            try:
+                levels = [int(r) for r in args.pyramid.split(",")]
+            except ValueError as exc:
+                raise QueryError(f"--pyramid {args.pyramid!r}: give resolutions such as 7,6,5") from exc
+            build_pyramid(vi, levels, progress=True)
     info = db_info(args.db)
     if args.format == "json":
         print(json.dumps(info, indent=1))
@@ -47,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         (
             "partitions / files",
-            f"{info['partitions']} partitions, {info['files']} files, "
-            f"{info['bytes'] / 2**20:.1f} MiB",
+            f"{info['partitions']} partitions, {info['files']} files, {info['bytes'] / 2**20:.1f} MiB",
         ),
         (
             "dates",
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
                 else " (built on first query)"
             ),
         ),
+        ("pyramid", ", ".join(f"res {r}" for r in info["pyramid"]) or "-"),
         ("labels", ", ".join(info["labels"]) or "-"),
         ("predictions", ", ".join(info["predictions"]) or "-"),
     ]

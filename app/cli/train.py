@@ -1,4 +1,4 @@
-"""``earthvec train [--out data/models/earthvec-mm.pt] [--steps N] [--seed S] [--no-OBJECTIVE] [--ablations]``."""
+"""``earthvec train [--out PATH] [--steps N] [--seed S] [--no-OBJECTIVE] [--ablations] [--check]``."""
 
 from __future__ import annotations
 
@@ -16,17 +16,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the config's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=2,
-                   help="CPU threads (default 2; the shipped checkpoint is reproducible with the same value)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="CPU threads (default 2; the shipped checkpoint is reproducible with the same value)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     for obj in ("views", "cross-modal", "colearn", "mae"):
         p.add_argument(f"--no-{obj}", action="store_true", help=f"switch the {obj} objective off")
-    p.add_argument("--ablations", action="store_true",
-                   help=f"also train one model without each objective into {ABLATION_DIR}/")
+    p.add_argument(
+        "--ablations",
+        action="store_true",
+        help=f"also train one model without each objective into {ABLATION_DIR}/",
+    )
     p.add_argument("--ablation-dir", default=ABLATION_DIR, help="where --ablations writes")
-    p.add_argument("--check", action="store_true",
-                   help="compare the new checkpoint's version with the existing file at --out instead of "
-                   "overwriting it (reproducibility check); exit status 1 when they differ")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="compare the new checkpoint's version with the existing file at --out instead of "
+        "overwriting it (reproducibility check); exit status 1 when they differ",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(Path(args.out), cfg)]
     if args.ablations:
         for obj in cfg.objectives():
-            jobs.append((Path(args.ablation_dir) / f"earthvec-mm-no-{obj.replace('_', '-')}.pt", cfg.without(obj)))
+            jobs.append(
+                (Path(args.ablation_dir) / f"earthvec-mm-no-{obj.replace('_', '-')}.pt", cfg.without(obj))
+            )
     status = 0
     for out, c in jobs:
         ckpt = train(c, data_dir=args.data, device=args.device)

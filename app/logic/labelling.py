@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,8 +84,13 @@ def predicted_for(rows: Rows, pred: Prediction, idx: np.ndarray) -> tuple[np.nda
     return cls, conf
 
 
-def class_colouring(rows: Rows, pred: Prediction, idx: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Colours (class palette, greyer when less confident) and hover text for rows ``idx``."""
+def class_colouring(
+    rows: Rows, pred: Prediction, idx: np.ndarray
+) -> tuple[np.ndarray, Callable[[], list[str]]]:
+    """Class colours of rows ``idx`` (greyer when less confident) and their hover texts.
+
+    The texts come from a function, called only when single cells are drawn.
+    """
     from app.logic.colour import class_colours
 
     pal = class_colours(pred.classes)
@@ -92,8 +98,11 @@ def class_colouring(rows: Rows, pred: Prediction, idx: np.ndarray) -> tuple[np.n
     cls, conf = predicted_for(rows, pred, idx)
     c = np.nan_to_num(conf, nan=1.0)[:, None]
     colours = (lut[cls] * c + 90.0 * (1.0 - c)).round().astype(np.uint8)
-    info = [
-        f"predicted {pred.classes[k]} ({p:.2f})" if k >= 0 else "not labelled"
-        for k, p in zip(cls, conf, strict=True)
-    ]
+
+    def info() -> list[str]:
+        return [
+            f"predicted {pred.classes[k]} ({p:.2f})" if k >= 0 else "not labelled"
+            for k, p in zip(cls, conf, strict=True)
+        ]
+
     return colours, info

@@ -73,14 +73,27 @@ def cells_frame(
     )
 
 
+def _sorted(cells: np.ndarray) -> np.ndarray:
+    c = np.asarray(cells, dtype=np.uint64)
+    return c if len(c) < 2 or bool(np.all(c[1:] >= c[:-1])) else np.sort(c)
+
+
+def count_parents(sorted_cells: np.ndarray, res: int) -> int:
+    """Distinct parents at ``res`` of cells sorted by id (parents keep the order: O(n))."""
+    if len(sorted_cells) == 0:
+        return 0
+    return int(np.count_nonzero(np.diff(parent_ids(sorted_cells, res)))) + 1
+
+
 def parent_resolution(cells: np.ndarray, base_res: int, max_cells: int | None = None) -> int:
     """Finest resolution at or below ``base_res`` with at most ``max_cells`` parents of ``cells``.
 
     ``max_cells`` defaults to :data:`MAX_CELLS`.
     """
     max_cells = MAX_CELLS if max_cells is None else max_cells
+    c = _sorted(cells)
     for res in range(base_res, -1, -1):
-        if len(np.unique(parent_ids(cells, res))) <= max_cells:
+        if count_parents(c, res) <= max_cells:
             return res
     return 0
 
@@ -89,11 +102,15 @@ def parents_frame(rows: Rows, idx: np.ndarray, colours: np.ndarray, res: int) ->
     """Rows ``idx`` aggregated to parents at ``res``: mean colour, count, mean valid fraction."""
     idx = np.asarray(idx, dtype=np.int64)
     par = parent_ids(rows.h3[idx], res)
-    uniq, inv, counts = np.unique(par, return_inverse=True, return_counts=True)
-    col = np.zeros((len(uniq), 3), dtype=np.float64)
-    np.add.at(col, inv, np.asarray(colours, dtype=np.float64).reshape(-1, 3))
+    order = np.argsort(par, kind="stable") if not bool(np.all(par[1:] >= par[:-1])) else None
+    if order is not None:
+        par, idx, colours = par[order], idx[order], np.asarray(colours)[order]
+    starts = np.flatnonzero(np.r_[True, par[1:] != par[:-1]]) if len(par) else np.zeros(0, int)
+    uniq = par[starts]
+    counts = np.diff(np.r_[starts, len(par)])
+    col = np.add.reduceat(np.asarray(colours, dtype=np.float64).reshape(-1, 3), starts, axis=0)
     col /= counts[:, None]
-    valid = np.bincount(inv, weights=rows.valid_fraction[idx].astype(np.float64)) / counts
+    valid = np.add.reduceat(rows.valid_fraction[idx].astype(np.float64), starts) / counts
     centres = [h3i.cell_to_latlng(int(c)) for c in uniq]
     return pd.DataFrame(
         {

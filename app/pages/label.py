@@ -99,7 +99,7 @@ def main() -> None:
 
     shown = rows.latest
     colours = state.pca_colours(db)[shown]
-    info = [""] * len(shown)
+    info = None
     if run is not None:
         colours, info = class_colouring(rows, run.prediction, shown)
     marks = [("seeds", list(labels), [255, 255, 255], 3)]
@@ -110,7 +110,7 @@ def main() -> None:
         res = mapview.parent_resolution(rows.h3[shown], rows.resolution)
         parents_df = mapview.parents_frame(rows, shown, colours, res)
     else:
-        cells_df = mapview.cells_frame(rows, shown, colours, info)
+        cells_df = mapview.cells_frame(rows, shown, colours, info() if info else None)
     deck = mapview.build_deck(
         cells_df, mapview.fit_view(rows.lat[shown], rows.lon[shown]), resolution=rows.resolution,
         parents=parents_df, marks=marks, basemap_url=state.basemap_url(),

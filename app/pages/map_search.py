@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, time, timezone
 
 import numpy as np
@@ -154,12 +155,15 @@ def main() -> None:
             st.error(str(exc))
 
     colours = state.pca_colours(db)[shown]
-    info = [""] * len(shown)
+    info: Callable[[], list[str]] | None = None  # hover texts, made only for single cells
     if opts["colour"] == COLOUR_SIM:
         if result is not None:
             sim = similarity_to(rows, result.query, shown)
             colours = ramp(sim, -1.0, 1.0) if len(sim) else colours
-            info = [f"similarity {s:.3f}" for s in sim]
+
+            def info() -> list[str]:
+                return [f"similarity {s:.3f}" for s in sim]
+
         else:
             st.caption("Pick a query cell to colour by similarity.")
     elif opts["colour"] == COLOUR_CLASS:
@@ -178,7 +182,7 @@ def main() -> None:
             f"resolution {res}. Click one (or set a region) to zoom in."
         )
     else:
-        cells_df = mapview.cells_frame(rows, shown, colours, info)
+        cells_df = mapview.cells_frame(rows, shown, colours, info() if info else None)
     view = mapview.fit_view(rows.lat[shown], rows.lon[shown])
     results_hex = mapview.hex_ids(rows.h3[result.rows]) if result is not None else []
     deck = mapview.build_deck(

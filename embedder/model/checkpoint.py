@@ -54,7 +54,9 @@ def default_checkpoint() -> Path:
     )
 
 
-def weights_hash(cfg_dict: dict[str, Any], normalisation: dict[str, Any], state: dict[str, torch.Tensor]) -> str:
+def weights_hash(
+    cfg_dict: dict[str, Any], normalisation: dict[str, Any], state: dict[str, torch.Tensor]
+) -> str:
     """Version hash of configuration, normalisation and weight values."""
     parts: list[Any] = [cfg_dict, normalisation]
     for k in sorted(state):
@@ -97,8 +99,10 @@ def make_checkpoint(
     info: dict[str, Any] | None = None,
 ) -> Checkpoint:
     """A checkpoint of ``net`` (weights copied to CPU float32)."""
-    state = {k: v.detach().cpu().float().clone() if v.is_floating_point() else v.detach().cpu().clone()
-             for k, v in net.state_dict().items()}
+    state = {
+        k: v.detach().cpu().float().clone() if v.is_floating_point() else v.detach().cpu().clone()
+        for k, v in net.state_dict().items()
+    }
     version = weights_hash(to_dict(net.cfg), normalisation, state)
     return Checkpoint(net.cfg, normalisation, state, version, train_config or {}, info or {})
 

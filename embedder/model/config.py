@@ -22,7 +22,7 @@ def keyed_bands() -> list[str]:
     Non-optical bands (SAR polarisations, elevation, climate) have no wavelength, so the
     model learns one stem filter per key instead of generating it from the wavelength.
     """
-    keys = set()
+    keys: set[str] = set()
     for name in sensor_names():
         s = get_sensor(name)
         if s.modality != "optical":
@@ -137,7 +137,8 @@ def to_dict(cfg: ModelConfig | TrainConfig) -> dict[str, Any]:
 def model_config_from(d: dict[str, Any]) -> ModelConfig:
     """Rebuild a :class:`ModelConfig` from :func:`to_dict` output."""
     names = {f.name for f in fields(ModelConfig)}
-    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names})
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in names}
+    return ModelConfig(**kwargs)
 
 
 def train_config_from(d: dict[str, Any]) -> TrainConfig:

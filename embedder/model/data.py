@@ -54,15 +54,18 @@ def data_root(root: str | Path | None = None) -> Path:
 
 def _need(path: Path, what: str) -> Path:
     if not path.exists():
-        raise InputNotFoundError(f"{what} not found at {str(path)!r}; the project's data/ folder is incomplete")
+        raise InputNotFoundError(
+            f"{what} not found at {str(path)!r}; the project's data/ folder is incomplete"
+        )
     return path
 
 
 def modality_batch(sensor: Sensor, data: np.ndarray, bands: tuple[str, ...] | None = None) -> ModalityBatch:
     """Wrap an (N, C, H, W) physical array of ``sensor`` as a modality batch (all present)."""
     names = bands if bands is not None else sensor.band_names
+    nm = [sensor.band(b).wavelength_nm for b in names]
     wl = np.array(
-        [np.nan if sensor.band(b).wavelength_nm is None else float(sensor.band(b).wavelength_nm) for b in names],
+        [np.nan if w is None else float(w) for w in nm],
         dtype=np.float32,
     )
     present = np.isfinite(data).reshape(len(data), -1).any(axis=1)
@@ -208,7 +211,9 @@ def random_crops(scenes: PairedScenes, n: int, rng: np.random.Generator, size: i
             out[m].append(scenes.arrays[m][s][:, y : y + size, x : x + size])
     return ChipBatch(
         {
-            m: modality_batch(get_sensor(scenes.sensors[m], list(scenes.bands[m])), np.stack(out[m]), scenes.bands[m])
+            m: modality_batch(
+                get_sensor(scenes.sensors[m], list(scenes.bands[m])), np.stack(out[m]), scenes.bands[m]
+            )
             for m in mods
         }
     )

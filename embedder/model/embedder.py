@@ -48,7 +48,7 @@ class MultimodalEmbedder:
         self.batch_size = batch_size
         self.net = self.ckpt.build().to(self.device)
         if self.device.type == "cpu":
-            self.net = self.net.to(memory_format=torch.channels_last)
+            self.net = self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     def config(self) -> dict[str, Any]:
         """Model configuration plus training provenance (stored in Parquet metadata)."""

@@ -13,15 +13,20 @@ from embedder.model.config import ModelConfig
 from embedder.model.net import BandFilters, MultimodalNet
 
 
+def _width(encoder: nn.Module) -> int:
+    """Channels of an encoder's first-stage map."""
+    return int(encoder.get_submodule("stage1.0").out_channels)  # type: ignore[arg-type]
+
+
 class GradReverse(torch.autograd.Function):
     """Identity forward, negated gradient backward (adversarial training)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # noqa: D102
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return -grad
 
 
@@ -38,9 +43,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.p = up
         self.dec = dec
-        self.proj = nn.ModuleDict(
-            {m: nn.Conv2d(enc.stage1[0].out_channels, dec, 1) for m, enc in net.encoders.items()}
-        )
+        self.proj = nn.ModuleDict({m: nn.Conv2d(_width(enc), dec, 1) for m, enc in net.encoders.items()})
         self.pixel = BandFilters(cfg, dec * up * up + 1)
         self.patch = BandFilters(cfg, dec + 1)
         self.image_head = BandFilters(cfg, cfg.embed_dim + 1)

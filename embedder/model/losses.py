@@ -118,7 +118,9 @@ def mae_loss(
                 loss = _masked_mse(dec.patches(g, inp.wavelengths, inp.keys), tx, (tw > 0.5).to(x.dtype))
                 den = w.sum(dim=(2, 3))
                 img = (x * w).sum(dim=(2, 3)) / den.clamp(min=1.0)
-                li = _masked_mse(dec.image(enc.per_modality[m], inp.wavelengths, inp.keys), img, (den > 0).to(x.dtype))
+                li = _masked_mse(
+                    dec.image(enc.per_modality[m], inp.wavelengths, inp.keys), img, (den > 0).to(x.dtype)
+                )
                 if li is not None:
                     parts.append(li)
             if loss is not None:

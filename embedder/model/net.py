@@ -166,10 +166,7 @@ class MultimodalNet(nn.Module):
         self.stem_filters = BandFilters(cfg, cfg.stem_dim * cfg.patch * cfg.patch)
         half = tuple(max(8, w // 2) for w in cfg.widths)
         self.encoders = nn.ModuleDict(
-            {
-                m: ModalityEncoder(cfg, cfg.widths if m == "optical" else half)
-                for m in cfg.modalities
-            }
+            {m: ModalityEncoder(cfg, cfg.widths if m == "optical" else half) for m in cfg.modalities}
         )
 
     def forward(

@@ -11,10 +11,11 @@ from embedder.registry import Embedder, register
 def make_multimodal(**kwargs: Any) -> Embedder:
     """Build the multimodal embedder from a checkpoint.
 
-    Keyword Args:
-        checkpoint: path (default: the shipped ``earthvec-mm.pt``) or a loaded checkpoint.
-        device: ``"cpu"`` / ``"cuda"`` (default: CUDA when available).
-        batch_size: chips per forward pass.
+    Args:
+        **kwargs: passed to :class:`~embedder.model.embedder.MultimodalEmbedder`:
+            ``checkpoint`` (path, default the shipped ``earthvec-mm.pt``, or a loaded
+            checkpoint), ``device`` (``"cpu"``/``"cuda"``, default CUDA when available),
+            ``batch_size`` (chips per forward pass).
     """
     from embedder.model.embedder import MultimodalEmbedder
 

@@ -68,7 +68,10 @@ def to_input(
 
 
 def to_inputs(
-    batch: ChipBatch, stats: dict[str, dict[str, list[float]]], chip_px: int, device: torch.device | str = "cpu"
+    batch: ChipBatch,
+    stats: dict[str, dict[str, list[float]]],
+    chip_px: int,
+    device: torch.device | str = "cpu",
 ) -> dict[str, ModalityInput]:
     """Model inputs for every modality of ``batch``."""
     return {m: to_input(m, mb, stats, chip_px, device) for m, mb in batch.modalities.items()}
@@ -102,8 +105,10 @@ def augment(
     crop: tuple[float, float] = (0.35, 0.75),
     out_px: int = 32,
 ) -> tuple[dict[str, ModalityInput], dict[str, Any]]:
-    """A random view of the chips: the same crop/flip/rotation in every modality, then
-    per-chip band dropout, modality dropout (chips keep at least one), gain and per-band shift.
+    """A random view of the chips for self-supervised training.
+
+    The same crop/flip/rotation in every modality, then per-chip band dropout, modality
+    dropout (chips keep at least one), gain and per-band shift.
 
     Crops cover ``crop`` (min, max) of the chip side and are resampled to ``out_px`` pixels;
     the network is fully convolutional with global pooling, so it trains on small views

@@ -1,5 +1,6 @@
-"""Label-efficiency probes over embeddings (numpy only): kNN, logistic regression,
-few-shot learning curves and spatially blocked cross-validation folds.
+"""Label-efficiency probes over embeddings (numpy only).
+
+kNN, logistic regression, few-shot learning curves and spatially blocked cross-validation.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from embedder.errors import EarthvecError
 BLOCK_RES = 2  # H3 resolution of the spatial CV blocks (~160 km edge)
 
 
-def spatial_folds(lat: np.ndarray, lon: np.ndarray, n_folds: int = 5, seed: int = 0, res: int = BLOCK_RES) -> np.ndarray:
+def spatial_folds(
+    lat: np.ndarray, lon: np.ndarray, n_folds: int = 5, seed: int = 0, res: int = BLOCK_RES
+) -> np.ndarray:
     """Fold id per sample; all samples in one H3 cell at ``res`` share a fold.
 
     Blocks are shuffled with ``seed`` and dealt greedily to the currently smallest fold, so
@@ -24,7 +27,9 @@ def spatial_folds(lat: np.ndarray, lon: np.ndarray, n_folds: int = 5, seed: int 
     cells = np.array([h3.latlng_to_cell(float(a), float(b), res) for a, b in zip(lat, lon, strict=True)])
     blocks, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
     if len(blocks) < n_folds:
-        raise EarthvecError(f"only {len(blocks)} spatial blocks at H3 res {res} for {n_folds} folds; use fewer folds")
+        raise EarthvecError(
+            f"only {len(blocks)} spatial blocks at H3 res {res} for {n_folds} folds; use fewer folds"
+        )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(blocks))
     order = order[np.argsort(-counts[order], kind="stable")]
@@ -52,7 +57,12 @@ def knn_predict(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, k:
 
 
 def logreg_predict(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, l2: float = 1e-3, iters: int = 300, lr: float = 0.1
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    l2: float = 1e-3,
+    iters: int = 300,
+    lr: float = 0.1,
 ) -> np.ndarray:
     """Multinomial logistic regression (standardised features, L2, full-batch Adam)."""
     mu = train_x.mean(0)
@@ -127,7 +137,7 @@ def few_shot(
         for f in np.unique(folds):
             te = folds == f
             pool = np.flatnonzero(~te)
-            pick = []
+            pick: list[int] = []
             for c in np.unique(y[pool]):
                 cand = pool[y[pool] == c]
                 pick.extend(rng.choice(cand, size=min(shots, len(cand)), replace=False))

@@ -77,8 +77,10 @@ class TrainingData:
 
 
 def load_global_chips(root: Path, n: int, seed: int) -> ChipBatch | None:
-    """Global multimodal chips (Blue Marble optical, ETOPO elevation, Koppen climate) of ``n``
-    random land cells, or None when the global layers are not available."""
+    """Global multimodal chips of ``n`` random land cells, or None when unavailable.
+
+    Modalities: Blue Marble optical (R, G, B), ETOPO elevation, Koppen climate.
+    """
     from embedder.global_layers import training_chip_batch
 
     try:
@@ -89,7 +91,11 @@ def load_global_chips(root: Path, n: int, seed: int) -> ChipBatch | None:
 
 
 def load_training_data(
-    cfg: TrainConfig, stats: dict[str, dict[str, list[float]]], chip_px: int, root: str | Path | None, device: torch.device
+    cfg: TrainConfig,
+    stats: dict[str, dict[str, list[float]]],
+    chip_px: int,
+    root: str | Path | None,
+    device: torch.device,
 ) -> TrainingData:
     """Read every enabled source from the data folder."""
     base = sources.data_root(root)
@@ -110,23 +116,34 @@ def load_training_data(
     return TrainingData(to_inputs(es.batch, stats, chip_px, device), pairs, landsat, glob_inputs, info)
 
 
-def _groups(data: TrainingData, cfg: TrainConfig, rng: np.random.Generator, stats: dict[str, Any],
-            chip_px: int, device: torch.device) -> list[dict[str, ModalityInput]]:
+def _groups(
+    data: TrainingData,
+    cfg: TrainConfig,
+    rng: np.random.Generator,
+    stats: dict[str, Any],
+    chip_px: int,
+    device: torch.device,
+) -> list[dict[str, ModalityInput]]:
     out = []
     n_es = len(next(iter(data.eurosat.values())).x)
     out.append(take_inputs(data.eurosat, rng.choice(n_es, size=min(cfg.batch_eurosat, n_es), replace=False)))
     if data.pairs is not None:
         out.append(to_inputs(sources.random_crops(data.pairs, cfg.batch_pairs, rng), stats, chip_px, device))
     if data.landsat is not None:
-        out.append(to_inputs(sources.random_crops(data.landsat, cfg.batch_landsat, rng), stats, chip_px, device))
+        out.append(
+            to_inputs(sources.random_crops(data.landsat, cfg.batch_landsat, rng), stats, chip_px, device)
+        )
     if data.global_chips is not None:
         n_g = len(next(iter(data.global_chips.values())).x)
-        out.append(take_inputs(data.global_chips, rng.choice(n_g, size=min(cfg.batch_global, n_g), replace=False)))
+        out.append(
+            take_inputs(data.global_chips, rng.choice(n_g, size=min(cfg.batch_global, n_g), replace=False))
+        )
     return out
 
 
-def _token_masks(view: dict[str, ModalityInput], ratio: float, patch: int, rng: np.random.Generator,
-                 device: torch.device) -> dict[str, torch.Tensor]:
+def _token_masks(
+    view: dict[str, ModalityInput], ratio: float, patch: int, rng: np.random.Generator, device: torch.device
+) -> dict[str, torch.Tensor]:
     out = {}
     for m, inp in view.items():
         n, s = inp.x.shape[0], inp.x.shape[-1] // patch

@@ -25,5 +25,9 @@ def test_info_table_and_json(
     info = json.loads(capsys.readouterr().out)
     assert info["index"]["state"] == "fresh" and info["index"]["count"] == 369
     assert info["h3_resolution"] == meta.h3_resolution and info["partitions"] >= 1
+    assert main(["info", str(db), "--pyramid", "6,4", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pyramid"] == [4, 6]
+    assert main(["info", str(db), "--pyramid", "9"]) == 1
+    assert "coarser than the database" in capsys.readouterr().err
     assert main(["info", str(tmp_path / "missing")]) == 1
     assert "no embeddings" in capsys.readouterr().err

@@ -78,3 +78,29 @@ def test_sql_console_refuses_files_writes_and_many_statements(explorer_db: Path)
     at.run()
     assert len(at.dataframe[0].value) == 10_000
     assert "cut at 10,000" in " ".join(m.value for m in at.markdown)
+
+
+def test_search_within_a_time_range(change_db: tuple[Path, dict[str, Any]]) -> None:
+    from datetime import date
+
+    db, info = change_db
+    at = open_app(db)
+    cell = format(int(info["cells"][0]), "x")
+    click_map(at, cell)
+    # default: every cell's latest (2021) row
+    table = at.dataframe[0].value
+    assert len(table) == 5 and set(table["date"].str[:4]) == {"2021"}
+    at.sidebar.date_input(key="dates").set_value((date(2018, 6, 1), date(2018, 6, 1)))
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 5 and set(table["date"].str[:4]) == {"2018"}
+    # oracle: the query (latest vector of the cell) against the 2018 rows of the other cells
+    rows = load_rows(db)
+    q = rows.vectors[rows.row_of_cell(int(cell, 16))]
+    r2018 = [int(r) for r in range(len(rows)) if rows.datetime_text(r).startswith("2018")
+             and format(int(rows.h3[r]), "x") != cell]
+    want = sorted(r2018, key=lambda r: -float(rows.vectors[r] @ q))
+    assert list(table["cell"]) == [format(int(rows.h3[r]), "x") for r in want]
+    _, spec = deck(at)
+    assert {d["date"][:4] for d in layer(spec, "cells")["data"]} == {"2018"}  # type: ignore[index]

@@ -54,7 +54,16 @@ def test_small_build_is_contract_valid(small_db: Path) -> None:
     assert table.column(contract.GEOMETRY).to_pylist()[:5] == [cell_wkb(int(c)) for c in cells[:5]]
     mods = table.column(contract.MODALITIES).to_pylist()
     assert all({"optical", "elevation"} <= set(m) for m in mods)
-    assert all(s for s in table.column(contract.SOURCE).to_pylist())
+    full = ["data/global/bmng.jpg", "data/global/etopo20data.gz", "data/global/KG_simplified_uint8.tif"]
+    for m, s, sen in zip(
+        mods,
+        table.column(contract.SOURCE).to_pylist(),
+        table.column(contract.SENSORS).to_pylist(),
+        strict=True,
+    ):
+        assert len(s) == len(m) == len(sen) and set(s) <= set(full)
+        if len(m) == 3:
+            assert s == full and sen == ["bluemarble", "etopo", "koppen"]
     assert table.column(contract.DATETIME).null_count == LIMIT
     vf = table.column(contract.VALID_FRACTION).to_numpy()
     assert np.all((vf > 0) & (vf <= 1))

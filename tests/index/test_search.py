@@ -303,3 +303,9 @@ def test_top_k_overhead_is_one_faiss_call(ro_index: VectorIndex) -> None:
     s, i = ro_index.index.search(q, 5)
     np.testing.assert_array_equal(ro_index.ids[hits.rows].astype(np.int64), i)
     np.testing.assert_allclose(hits.scores, s)
+
+
+def test_k_larger_than_database(ro_index: VectorIndex) -> None:
+    df = similar(ro_index, cell=int(ro_index.ids[0]), k=10_000)
+    assert len(df) == len(ro_index) - 1 and df["rank"].tolist() == list(range(1, len(ro_index)))
+    assert h3grid.cell_to_str(int(ro_index.ids[0])) not in set(df["h3"])

@@ -24,9 +24,7 @@ def test_embeddings_view_matches_parquet(db: Path) -> None:
     typ = t.schema.field("embedding").type
     assert typ.list_size == 34 and str(typ.value_type) == "float"
     np.testing.assert_array_equal(contract.embeddings_matrix(t), contract.embeddings_matrix(ref))
-    norms, _ = run_query(
-        con, "SELECT min(array_inner_product(embedding, embedding)) m FROM embeddings"
-    )
+    norms, _ = run_query(con, "SELECT min(array_inner_product(embedding, embedding)) m FROM embeddings")
     assert norms.column("m")[0].as_py() == pytest.approx(1.0, abs=1e-4)
 
 
@@ -68,9 +66,7 @@ def test_similarity_in_sql_equals_numpy(db: Path, eurosat_labels: pd.DataFrame) 
     np.testing.assert_allclose(t.column("s").to_numpy(), want, atol=1e-5)
 
 
-def test_labels_and_predictions_views(
-    db: Path, tmp_path: Path, eurosat_labels: pd.DataFrame
-) -> None:
+def test_labels_and_predictions_views(db: Path, tmp_path: Path, eurosat_labels: pd.DataFrame) -> None:
     con = connect(db)
     assert run_query(con, "SELECT count(*) n FROM predictions")[0].column("n")[0].as_py() == 0
     seeds = tmp_path / "seeds.csv"
@@ -110,3 +106,14 @@ def test_row_limit_and_errors(db: Path) -> None:
     assert t.num_rows == 3 and not cut
     with pytest.raises(QueryError, match="SQL failed"):
         run_query(con, "SELECT nope FROM embeddings")
+
+
+def test_pyramid_view(db: Path) -> None:
+    from index.pyramid import build_pyramid
+
+    build_pyramid(db, [6, 3])
+    con = connect(db, read_only=True)
+    t, _ = run_query(
+        con, "SELECT resolution, sum(count) n, min(h3_resolution(h3)) r FROM pyramid GROUP BY 1 ORDER BY 1"
+    )
+    assert t.to_pylist() == [{"resolution": 3, "n": 369, "r": 3}, {"resolution": 6, "n": 369, "r": 6}]

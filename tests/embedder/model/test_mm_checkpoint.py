@@ -25,7 +25,8 @@ def test_checkpoint_round_trip_keeps_version_and_vectors(tmp_path, random_ckpt, 
     assert back.normalisation == random_ckpt.normalisation
     batch = eurosat_chips.batch.take(np.arange(8))
     np.testing.assert_array_equal(
-        MultimodalEmbedder(back, device="cpu").embed(batch), MultimodalEmbedder(random_ckpt, device="cpu").embed(batch)
+        MultimodalEmbedder(back, device="cpu").embed(batch),
+        MultimodalEmbedder(random_ckpt, device="cpu").embed(batch),
     )
     # saving the loaded checkpoint again keeps the hash
     assert load_checkpoint(save_checkpoint(back, tmp_path / "again.pt")).version == back.version
@@ -95,7 +96,9 @@ def test_tiny_training_is_deterministic() -> None:
     from embedder.model.config import TrainConfig
     from embedder.model.train import train
 
-    cfg = TrainConfig(steps=2, batch_eurosat=8, batch_pairs=4, batch_landsat=4, batch_global=4, global_chips=64)
+    cfg = TrainConfig(
+        steps=2, batch_eurosat=8, batch_pairs=4, batch_landsat=4, batch_global=4, global_chips=64
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

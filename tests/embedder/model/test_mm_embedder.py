@@ -57,13 +57,15 @@ def test_landsat_band_set_embeds_with_same_weights(mm) -> None:
 
 def test_missing_modality_is_masked_not_zero_filled(mm, ben_crops) -> None:
     sar = ben_crops.modalities["sar"]
-    absent = ModalityBatch(sar.sensor, sar.bands, sar.wavelengths,
-                           np.full_like(sar.data, np.nan), np.zeros(len(sar), dtype=bool))
+    absent = ModalityBatch(
+        sar.sensor, sar.bands, sar.wavelengths, np.full_like(sar.data, np.nan), np.zeros(len(sar), dtype=bool)
+    )
     masked = mm.embed(ChipBatch({"optical": ben_crops.modalities["optical"], "sar": absent}))
     dropped = mm.embed(ben_crops.without("sar"))
     np.testing.assert_allclose(masked, dropped, atol=1e-5)
-    zeros = ModalityBatch(sar.sensor, sar.bands, sar.wavelengths, np.zeros_like(sar.data),
-                          np.ones(len(sar), dtype=bool))
+    zeros = ModalityBatch(
+        sar.sensor, sar.bands, sar.wavelengths, np.zeros_like(sar.data), np.ones(len(sar), dtype=bool)
+    )
     zero_filled = mm.embed(ChipBatch({"optical": ben_crops.modalities["optical"], "sar": zeros}))
     assert np.abs(zero_filled - masked).max() > 1e-2
     both = mm.embed(ben_crops)
