@@ -74,17 +74,23 @@ def pca_colours(db: Path) -> np.ndarray:
     return _pca(str(db), db_stamp(db))
 
 
+AUTO_BUILD_MAX = 200_000
+"""Databases with at most this many cells get their index built or updated on first search
+(seconds); bigger ones use an existing, fresh index or rank exactly with numpy (a FAISS
+build of millions of vectors takes minutes on two cores: ``earthvec similar`` builds it)."""
+
+
 @st.cache_resource(show_spinner="Opening the search index ...", max_entries=4)
-def _index(db: str, stamp: str) -> tuple[VectorIndex | None, str]:
+def _index(db: str, stamp: str, n_cells: int) -> tuple[VectorIndex | None, str]:
     try:
-        return open_index(db), ""
+        return open_index(db, rebuild=None if n_cells <= AUTO_BUILD_MAX else False), ""
     except (EarthvecError, OSError) as exc:
         return None, str(exc)
 
 
 def search_index(db: Path) -> tuple[VectorIndex | None, str]:
-    """The database's FAISS index (built or updated when needed), or None and why not."""
-    return _index(str(db), db_stamp(db))
+    """The database's FAISS index, or None and why not (see :data:`AUTO_BUILD_MAX`)."""
+    return _index(str(db), db_stamp(db), len(rows(db).latest))
 
 
 @st.cache_resource(show_spinner=False)

@@ -70,8 +70,10 @@ class FaissPeer(Peer):
         if hnsw is not None and self.ef_construction:
             hnsw.efConstruction = self.ef_construction
         if not index.is_trained:
+            from index.factory import train_size_for
+
             rng = np.random.default_rng(0)
-            n = min(len(x), self.train_size)
+            n = min(len(x), self.train_size, train_size_for(self.factory, len(x)) or len(x))
             index.train(x[np.sort(rng.choice(len(x), n, replace=False))])
         if isinstance(index, faiss.IndexRefine):
             index.k_factor = 16  # re-rank 16 k compressed-code candidates

@@ -97,6 +97,7 @@ def machine() -> dict[str, Any]:
         "duckdb": duckdb.__version__,
         "numpy": np.__version__,
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
     }
 
 
@@ -142,7 +143,10 @@ def all_peers(a: argparse.Namespace, ivf_factory: str) -> list[tuple[Peer, str]]
         got = fac.compressed_factory(a.n, 128, memory_bytes=int(a.n * 128 * 2))  # f32 does not fit
         assert got is not None
         pq = got[0]
-        out.append((FaissPeer("FAISS IVF-PQ", pq, sweep=IVF_SWEEP, threads=th), pq))
+        out.append((FaissPeer("FAISS IVF-PQ+SQ8", pq, sweep=IVF_SWEEP, threads=th), pq + " k16"))
+        exact_rr = pq.split(",Refine")[0] + ",RFlat"  # re-rank on the raw vectors instead
+        rr_peer = FaissPeer("FAISS IVF-PQ+RFlat", exact_rr, sweep=IVF_SWEEP, threads=th)
+        out.append((rr_peer, exact_rr + " k16"))
     if "flat" in a.peers:
         out.append((FaissPeer("FAISS Flat exact", "Flat", threads=th, single_queries=50), "IndexFlatIP"))
     if "numpy" in a.peers:

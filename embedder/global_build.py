@@ -46,9 +46,7 @@ def global_partition_res(res: int) -> int:
     return max(0, res - PARTITION_OFFSET)
 
 
-def dataset_meta(
-    emb: Embedder, layers: GlobalLayers, res: int, partition_res: int
-) -> contract.DatasetMeta:
+def dataset_meta(emb: Embedder, layers: GlobalLayers, res: int, partition_res: int) -> contract.DatasetMeta:
     """The contract metadata of a global database."""
     return contract.DatasetMeta(
         model_name=emb.name,
@@ -259,7 +257,5 @@ def build_global_db(
         labels = labels_table(cells, np.concatenate(label_codes))
         contract.write_table_atomic(labels, labels_path(db))
     report.seconds = time.perf_counter() - t0
-    contract.atomic_write_bytes(
-        db / contract.BUILD_STATE, json.dumps(report.to_dict(), indent=2).encode()
-    )
+    contract.atomic_write_bytes(db / contract.BUILD_STATE, json.dumps(report.to_dict(), indent=2).encode())
     return report

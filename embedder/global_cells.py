@@ -52,13 +52,9 @@ def check_res(res: int, partition_res: int) -> None:
         QueryError: when either is out of range or the partition is finer than the cells.
     """
     if not 0 <= res <= MAX_RES:
-        raise QueryError(
-            f"H3 resolution {res} is out of range; use 0..{MAX_RES} (5 is ~250 km2 cells)"
-        )
+        raise QueryError(f"H3 resolution {res} is out of range; use 0..{MAX_RES} (5 is ~250 km2 cells)")
     if not 0 <= partition_res <= res:
-        raise QueryError(
-            f"partition resolution {partition_res} must lie in 0..{res} (the cell resolution)"
-        )
+        raise QueryError(f"partition resolution {partition_res} must lie in 0..{res} (the cell resolution)")
 
 
 def default_partition_res(res: int) -> int:

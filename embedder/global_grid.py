@@ -46,8 +46,7 @@ class LatLonRaster:
             raise ValueError(f"raster data must be (C, H, W), got shape {self.data.shape}")
         if abs(self.data.shape[2] * self.dlon - 360.0) > 1e-6 * 360.0:
             raise ValueError(
-                f"raster of width {self.data.shape[2]} with step {self.dlon} "
-                "does not span 360 degrees"
+                f"raster of width {self.data.shape[2]} with step {self.dlon} does not span 360 degrees"
             )
 
     @property

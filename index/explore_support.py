@@ -78,6 +78,15 @@ class Rows:
         """Length of the vectors."""
         return int(self.vectors.shape[1])
 
+    @property
+    def latest_cells(self) -> np.ndarray:
+        """Cell ids of :attr:`latest` (sorted; computed once)."""
+        cached = self.__dict__.get("_latest_cells")
+        if cached is None:
+            cached = self.h3[self.latest]
+            self.__dict__["_latest_cells"] = cached
+        return cached
+
     def provenance(self, column: str, idx: np.ndarray | list[int]) -> list[list[str]]:
         """The ``sensors``, ``modalities`` or ``source`` lists of rows ``idx``."""
         arr: pa.ChunkedArray = getattr(self, column)
@@ -89,7 +98,7 @@ class Rows:
         Raises:
             QueryError: when the database has no row for ``cell``.
         """
-        cells = self.h3[self.latest]
+        cells = self.latest_cells
         j = int(np.searchsorted(cells, np.uint64(cell)))
         if j >= len(cells) or int(cells[j]) != int(cell):
             raise QueryError(
@@ -324,7 +333,7 @@ def predict_rows(
     k: int,
     chunk: int = 65_536,
 ) -> Prediction:
-    """kNN-label ``rows`` from seed rows (the vote of :func:`index.label.knn_vote`), in chunks.
+    """kNN-label ``rows`` from seed rows with :func:`index.label.knn_vote`, in chunks.
 
     Raises:
         SeedError: with fewer than two classes among the seeds.
@@ -336,7 +345,7 @@ def predict_rows(
         raise SeedError(
             f"labelling needs seeds of at least two classes; all seeds are {classes.tolist()}"
         )
-    sv = vectors[np.asarray(seed_rows, dtype=np.int64)]
+    sv = np.ascontiguousarray(vectors[np.asarray(seed_rows, dtype=np.int64)], dtype=np.float32)
     rows = np.asarray(rows, dtype=np.int64)
     pred = np.zeros(len(rows), dtype=np.int64)
     conf = np.zeros(len(rows), dtype=np.float32)
@@ -358,8 +367,14 @@ def suggest_next(pred: Prediction, labelled_rows: np.ndarray, n: int = 5) -> np.
     Returns:
         Up to ``n`` row numbers, most useful first.
     """
-    keep = ~np.isin(pred.rows, np.asarray(labelled_rows, dtype=np.int64))
-    cand = np.flatnonzero(keep)
+    labelled = np.asarray(labelled_rows, dtype=np.int64)
+    # only rows at or below the (n + seeds)-th lowest confidence can be among the answers
+    m = min(len(pred.rows), n + len(labelled))
+    if m == 0:
+        return np.zeros(0, dtype=np.int64)
+    cut = np.partition(pred.confidence, m - 1)[m - 1]
+    cand = np.flatnonzero(pred.confidence <= cut)
+    cand = cand[~np.isin(pred.rows[cand], labelled)]
     order = np.lexsort((pred.nearest_seed[cand], pred.confidence[cand]))
     return pred.rows[cand[order[:n]]]
 

@@ -43,8 +43,8 @@ EXACT_MAX = 100_000
 MEMORY_FRACTION = 0.5
 """Share of the available RAM an index may use when no budget is given."""
 
-TRAIN_PER_LIST = 64
-"""Training vectors per IVF list (FAISS warns below 39)."""
+TRAIN_PER_LIST = 40
+"""Training vectors per IVF list (FAISS warns below 39; more costs k-means time, 2 cores)."""
 
 MAX_TRAIN = 262_144
 """Upper bound on the k-means training sample."""
@@ -524,9 +524,10 @@ def build_from_blocks(
     counts rows and draws the training sample; pass two adds the blocks one by one. Vectors
     must be unit length (the index uses inner product = cosine similarity).
 
-    FAISS HNSW builds a worse graph when filled by several ``add`` calls (seen here:
-    recall@10 0.99 -> 0.94), so HNSW structures get one ``add`` of all rows, which holds the
-    vectors twice for a moment; the default rules never pick HNSW for that reason.
+    FAISS HNSW builds a worse graph when filled by several ``add`` calls (measured by
+    ``bench/search_bench.py``: HNSW32 recall@10 0.998 with one call, 0.988 with 2, 0.926 with
+    10), so HNSW structures get one ``add`` of all rows, which holds the vectors twice for a
+    moment; the default rules never pick HNSW for that reason.
 
     Args:
         blocks: function returning a fresh iterator of blocks (e.g. ``parquet_blocks(db)``).
@@ -541,8 +542,6 @@ def build_from_blocks(
         IndexBuildError: no vectors, or rows of another dimension than the index.
     """
     import time
-
-    import faiss
 
     use_gpu = gpu_available() if gpu is None else (gpu and gpu_available())
     sample = np.empty((0, 0), dtype=np.float32)
@@ -573,9 +572,6 @@ def build_from_blocks(
     t2 = time.perf_counter()
     if index.ntotal != n:
         raise IndexMismatchError(f"the stream gave {index.ntotal} rows on pass two but {n} on pass one")
-    params = faiss.ParameterSpace()
-    for k, v in plan.search_params.items():
-        params.set_index_parameter(index, k, v)
     return BuildResult(index, plan, n, t1 - t0, t2 - t1, use_gpu)
 
 

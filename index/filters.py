@@ -16,7 +16,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import faiss
-import h3
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -89,8 +88,9 @@ class Filter:
         cells: keep only these cells (cells coarser than the database act as regions).
         bbox: ``(min_lon, min_lat, max_lon, max_lat)``; ``min_lon > max_lon`` crosses the
             antimeridian. Tests cell centres.
-        polygon: GeoJSON Polygon/MultiPolygon geometry (lon/lat) or a list of ``(lat, lon)``
-            vertices; keeps cells whose centre lies inside (H3 polygon fill).
+        polygon: GeoJSON Polygon/MultiPolygon geometry (lon/lat, holes allowed) or a list of
+            ``(lat, lon)`` vertices; keeps cells whose centre lies inside (the rule of H3's
+            polygon fill), tested on the rows' centres (planar lon/lat, no antimeridian wrap).
         start, end: inclusive time range on the row datetime (rows without one never match).
         min_valid_fraction: keep rows with at least this share of valid pixels.
         where: extra numeric clauses such as ``"valid_fraction >= 0.9 and lat < 50"``.
@@ -161,7 +161,7 @@ class Filter:
             parse_where(self.where)
         self.time_bounds()
         if self.polygon is not None:
-            _polygon_cells(self.polygon, res)
+            polygon_rings(self.polygon)
 
     def arrow_expression(self, res: int) -> pc.Expression | None:
         """The part of the filter Parquet can push down (time, valid fraction, region range)."""
@@ -197,7 +197,11 @@ class Filter:
         if self.cells is not None:
             keep &= _cells_mask(ids, self.cells, res)
         if self.polygon is not None:
-            keep &= np.isin(ids, _polygon_cells(self.polygon, res))
+            keep &= points_in_polygon(
+                table.column(contract.LAT).to_numpy(),
+                table.column(contract.LON).to_numpy(),
+                self.polygon,
+            )
         if self.bbox is not None:
             lat = table.column(contract.LAT).to_numpy()
             lon = table.column(contract.LON).to_numpy()
@@ -287,12 +291,55 @@ def _cells_mask(ids: np.ndarray, cells: Sequence[str | int], res: int) -> np.nda
     return keep
 
 
-def _polygon_cells(polygon: dict[str, Any] | Sequence[tuple[float, float]], res: int) -> np.ndarray:
+def polygon_rings(polygon: dict[str, Any] | Sequence[tuple[float, float]]) -> list[list[np.ndarray]]:
+    """Polygons as lists of rings, each an (n, 2) array of ``(lon, lat)``.
+
+    Raises:
+        QueryError: not a Polygon/MultiPolygon or vertex list, too few or bad vertices.
+    """
     try:
-        shape = h3.geo_to_h3shape(polygon) if isinstance(polygon, dict) else h3.LatLngPoly(list(polygon))
-        cells = h3.h3shape_to_cells(shape, res)
-    except (ValueError, TypeError, h3.H3BaseException) as exc:
+        if isinstance(polygon, dict):
+            kind, coords = polygon.get("type"), polygon.get("coordinates") or []
+            if kind == "Polygon":
+                polys = [coords]
+            elif kind == "MultiPolygon":
+                polys = list(coords)
+            else:
+                raise ValueError(f"geometry type {kind!r} is not Polygon or MultiPolygon")
+            out = [[np.asarray(r, dtype=np.float64)[:, :2] for r in poly] for poly in polys]
+        else:
+            latlon = np.asarray(list(polygon), dtype=np.float64).reshape(-1, 2)
+            out = [[latlon[:, ::-1]]]
+        for poly in out:
+            for ring in poly:
+                if len(ring) < 3 or not np.isfinite(ring).all():
+                    raise ValueError("a ring needs at least 3 finite vertices")
+                if (np.abs(ring[:, 1]) > 90).any() or (np.abs(ring[:, 0]) > 360).any():
+                    raise ValueError("vertices out of range (GeoJSON order is lon, lat)")
+    except (ValueError, TypeError, IndexError) as exc:
         raise QueryError(
-            f"cannot use polygon {str(polygon)[:80]}: {exc}; give a GeoJSON Polygon or (lat, lon) vertices"
+            f"cannot use polygon {str(polygon)[:80]}: {exc}; "
+            "give a GeoJSON Polygon/MultiPolygon or (lat, lon) vertices"
         ) from exc
-    return np.array([h3.str_to_int(c) for c in cells], dtype=np.uint64)
+    return out
+
+
+def points_in_polygon(
+    lat: np.ndarray, lon: np.ndarray, polygon: dict[str, Any] | Sequence[tuple[float, float]]
+) -> np.ndarray:
+    """Whether each point lies inside the polygon (even-odd rule, so holes work)."""
+    lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
+    any_in = np.zeros(len(lat), dtype=bool)
+    for poly in polygon_rings(polygon):
+        inside = np.zeros(len(lat), dtype=bool)
+        for ring in poly:
+            x1, y1 = ring[:, 0], ring[:, 1]
+            x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+            for a, b, c, d in zip(x1, y1, x2, y2, strict=True):
+                if b == d:
+                    continue
+                cross = (b > lat) != (d > lat)
+                xint = a + (lat - b) * (c - a) / (d - b)
+                inside ^= cross & (lon < xint)
+        any_in |= inside
+    return any_in

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -167,63 +168,57 @@ class VectorIndex:
         return self._gpu or None
 
 
-def build_index(db: str | Path, *, factory: str | None = None, progress: bool = True) -> VectorIndex:
+def build_index(
+    db: str | Path,
+    *,
+    factory: str | None = None,
+    progress: bool = True,
+    memory_bytes: int | None = None,
+) -> VectorIndex:
     """Build the index of ``db`` from scratch and store it in ``DB/index``.
+
+    Two streamed passes over the partitions (three for structures that need training): the
+    attributes of each cell's most recent row, then its vectors block by block
+    (:func:`index.factory.build_from_blocks`), so memory holds one partition plus the index.
 
     Args:
         db: database folder.
         factory: FAISS factory string; default :func:`index.factory.choose_factory`.
-        progress: show a progress bar over partitions.
+        progress: show progress bars over partitions.
+        memory_bytes: memory budget for the default structure (default: half the free RAM).
 
     Raises:
         ModelMismatchError: the embeddings mix model versions.
-        IndexMismatchError: FAISS rejects ``factory``.
+        EarthvecError: FAISS rejects ``factory``, or the vectors do not fit the budget.
     """
     db = Path(db)
     meta = contract.read_meta(db)
     sigs = file_signatures(db)
-    n_rows = sum(pq.ParquetFile(contract.embeddings_dir(db) / f).metadata.num_rows for f in sigs)
-    fstr = fac.normalise_factory(factory or fac.choose_factory(n_rows, meta.dim))
-    index = fac.new_index(fstr, meta.dim)
     parts = partition_files(db)
     tables: list[pa.Table] = []
-    pending: list[tuple[np.ndarray, np.ndarray]] = []
     multi = False
-    add_at_end = not index.is_trained or "HNSW" in fstr  # one add() builds the best graph
-    bar = tqdm(
-        iter_latest(db),
+    for _, table, m in tqdm(
+        iter_latest(db, columns=ATTR_COLUMNS),
         total=len(parts),
-        desc="indexing partitions",
+        desc="reading cells",
         unit="part",
         disable=not progress,
-    )
-    for _, table, m in bar:
+    ):
+        tables.append(table)
         multi |= m
-        ids = np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64)
-        vecs = contract.embeddings_matrix(table)
-        tables.append(table.select(ATTR_COLUMNS))
-        if add_at_end:
-            pending.append((ids, vecs))
-        else:
-            index.add_with_ids(vecs, ids.astype(np.int64))
-    if pending:
-        ids = np.concatenate([p[0] for p in pending])
-        vecs = np.concatenate([p[1] for p in pending])
-        if not index.is_trained:
-            _train(index, vecs)
-        index.add_with_ids(vecs, ids.astype(np.int64))
     rows = _sorted_rows(tables)
-    return _save(db, index, rows, meta, fstr, sigs, multi)
+    n = rows.num_rows
+    chosen = factory or fac.choose_factory(n, meta.dim, memory_bytes)
 
+    def blocks() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        it = iter_latest(db, columns=[contract.H3, contract.DATETIME, contract.EMBEDDING])
+        for _, t, _ in tqdm(it, total=len(parts), desc="indexing", unit="part", disable=not progress):
+            ids = np.asarray(t.column(contract.H3).to_numpy(), dtype=np.uint64).astype(np.int64)
+            yield ids, contract.embeddings_matrix(t)
 
-def _train(index: faiss.Index, vecs: np.ndarray) -> None:
-    rng = np.random.default_rng(0)
-    sample = (
-        vecs
-        if len(vecs) <= fac.TRAIN_SAMPLE
-        else vecs[rng.choice(len(vecs), fac.TRAIN_SAMPLE, replace=False)]
-    )
-    index.train(np.ascontiguousarray(sample))
+    built = fac.build_from_blocks(blocks, factory=chosen, n=n, dim=meta.dim, memory_bytes=memory_bytes)
+    fstr = fac.normalise_factory(built.plan.factory, meta.dim)
+    return _save(db, built.index, rows, meta, fstr, sigs, multi)
 
 
 def _sorted_rows(tables: list[pa.Table]) -> pa.Table:
@@ -352,7 +347,7 @@ def open_index(
     db = Path(db)
     meta = contract.read_meta(db)
     sc = Sidecar.load(db)
-    want = fac.normalise_factory(factory) if factory else None
+    want = fac.normalise_factory(factory, meta.dim) if factory else None
     hint = REBUILD_HINT.format(dir=index_dir(db))
     if sc is None and rebuild is False:
         raise IndexMismatchError(f"{db} has no index yet; {hint}")
@@ -419,8 +414,13 @@ def update_index(
         lo, hi = h3grid.descendant_range(h3grid.parse_cell(p), vi.resolution)
         keep &= ~((vi.ids >= np.uint64(lo)) & (vi.ids <= np.uint64(hi)))
     gone = np.ascontiguousarray(vi.ids[~keep], dtype=np.int64)
-    if len(gone):  # an id array works for every structure (IVF direct maps need one)
-        index.remove_ids(faiss.IDSelectorArray(len(gone), faiss.swig_ptr(gone)))
+    if len(gone):
+        # an IVF direct map only removes by id array (it looks each id up); anything else
+        # tests every stored id against the selector, so give it a hash set
+        ivf = faiss.try_extract_index_ivf(index)
+        direct = ivf is not None and ivf.direct_map.type != _DIRECT_MAP.NoMap
+        sel_type = faiss.IDSelectorArray if direct else faiss.IDSelectorBatch
+        index.remove_ids(sel_type(len(gone), faiss.swig_ptr(gone)))
     tables = [vi.rows.filter(pa.array(keep))]
     multi = vi.sidecar.multi_date
     for _, table, m in iter_latest(vi.db, parts=sorted(parts)):

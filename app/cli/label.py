@@ -26,9 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="H3 resolution of the spatial CV blocks (default: database resolution - 4)",
     )
-    p.add_argument(
-        "--folds", type=int, default=5, help="spatial cross-validation folds (default 5)"
-    )
+    p.add_argument("--folds", type=int, default=5, help="spatial cross-validation folds (default 5)")
     add_filter_arguments(p)
     p.add_argument("--rebuild-index", action="store_true", help="rebuild the FAISS index first")
 

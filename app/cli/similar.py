@@ -41,23 +41,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rebuild the FAISS index from the embeddings first (e.g. after a model change)",
     )
-    p.add_argument(
-        "--factory", help="FAISS factory string for a (re)build, e.g. HNSW32 or IVF1024,Flat"
-    )
+    p.add_argument("--factory", help="FAISS factory string for a (re)build, e.g. HNSW32 or IVF1024,Flat")
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
     """Region, time and attribute filters shared by ``similar`` and ``label``."""
     f = p.add_argument_group("filters")
     f.add_argument("--region", metavar="H3", help="keep cells inside this (coarser) H3 cell")
-    f.add_argument(
-        "--bbox", metavar="MINLON,MINLAT,MAXLON,MAXLAT", help="keep cells centred in a box"
-    )
+    f.add_argument("--bbox", metavar="MINLON,MINLAT,MAXLON,MAXLAT", help="keep cells centred in a box")
     f.add_argument("--start", metavar="DATE", help="keep rows dated on or after DATE (ISO)")
     f.add_argument("--end", metavar="DATE", help="keep rows dated on or before DATE (ISO)")
-    f.add_argument(
-        "--min-valid", type=float, metavar="F", help="keep rows with valid_fraction >= F"
-    )
+    f.add_argument("--min-valid", type=float, metavar="F", help="keep rows with valid_fraction >= F")
     f.add_argument(
         "--where", metavar="EXPR", help="numeric clauses, e.g. 'valid_fraction >= 0.9 and lat < 50'"
     )
@@ -86,9 +80,7 @@ def filter_from_args(args: argparse.Namespace):  # noqa: ANN201 (index types imp
         try:
             x0, y0, x1, y1 = (float(v) for v in args.bbox.split(","))
         except ValueError as exc:
-            raise QueryError(
-                f"--bbox {args.bbox!r}: give four numbers MINLON,MINLAT,MAXLON,MAXLAT"
-            ) from exc
+            raise QueryError(f"--bbox {args.bbox!r}: give four numbers MINLON,MINLAT,MAXLON,MAXLAT") from exc
         bbox = (x0, y0, x1, y1)
     return Filter(
         region=args.region,
@@ -114,9 +106,7 @@ def _vector(text: str):  # noqa: ANN202
     try:
         return np.array([float(v) for v in text.split(",")], dtype=np.float32)
     except ValueError as exc:
-        raise QueryError(
-            f"--vector {text[:40]!r}: give a .npy file or comma-separated numbers"
-        ) from exc
+        raise QueryError(f"--vector {text[:40]!r}: give a .npy file or comma-separated numbers") from exc
 
 
 def print_frame(df, fmt: str) -> None:  # noqa: ANN001
@@ -152,9 +142,7 @@ def run(args: argparse.Namespace) -> int:
         args.vector is not None,
     ]
     if sum(given) != 1:
-        raise QueryError(
-            "give one query: --cell H3, --lat LAT --lon LON, --positive ... or --vector"
-        )
+        raise QueryError("give one query: --cell H3, --lat LAT --lon LON, --positive ... or --vector")
     if args.negative and not args.positive:
         raise QueryError("--negative needs at least one --positive example")
     flt = filter_from_args(args)

@@ -15,12 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="one SQL statement; views: embeddings, labels, predictions; "
         "functions: h3_parent, h3_lat, h3_lon, h3_to_string, h3_from_string, h3_resolution",
     )
-    p.add_argument(
-        "--format", choices=("table", "csv", "json"), default="table", help="output format"
-    )
-    p.add_argument(
-        "--limit", type=int, default=10_000, help="print at most this many rows (default 10000)"
-    )
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    p.add_argument("--limit", type=int, default=10_000, help="print at most this many rows (default 10000)")
     p.add_argument(
         "--read-only",
         action="store_true",
@@ -42,11 +38,7 @@ def run(args: argparse.Namespace) -> int:
     table, cut = run_query(con, args.query, limit=args.limit)
     df = table.to_pandas()
     for col in df.columns:  # fixed-size arrays (embeddings) print shortly
-        if (
-            len(df)
-            and hasattr(df[col].iloc[0], "__len__")
-            and not isinstance(df[col].iloc[0], str | bytes)
-        ):
+        if len(df) and hasattr(df[col].iloc[0], "__len__") and not isinstance(df[col].iloc[0], str | bytes):
             df[col] = df[col].map(lambda v: list(v) if v is not None else None)
     print_frame(df, args.format)
     if cut:

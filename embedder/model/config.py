@@ -41,6 +41,8 @@ class ModelConfig:
         patch: stem patch size (stride); the stem output is ``chip_px / patch`` wide.
         stem_dim: channels after the stem.
         widths: channels of the two stride-2 trunk stages (non-optical encoders use half).
+        spectral_dim: width of the spectral branch (per-band mean/std of the whole chip,
+            mapped by wavelength-generated weights) joined to the pooled conv features.
         embed_dim: length of the chip embedding.
         shared_dim: leading part of the embedding aligned across modalities; the rest
             (``embed_dim - shared_dim``) is modality-specific.
@@ -54,6 +56,7 @@ class ModelConfig:
     patch: int = 4
     stem_dim: int = 32
     widths: tuple[int, int] = (64, 128)
+    spectral_dim: int = 64
     embed_dim: int = 128
     shared_dim: int = 96
     fourier_bands: int = 6
@@ -81,6 +84,9 @@ class TrainConfig:
         temperature: InfoNCE temperature.
         mask_ratio: share of stem tokens masked for the MAE objective.
         band_keep_min: band-dropout keeps at least this share of bands (missing channels).
+        band_drop_p: share of chips whose view gets band dropout.
+        gain: views scale all bands of a chip by a factor in ``1 +- gain``.
+        noise: std of a random per-band offset (standardised units).
         view_px: side of the training views in pixels (chips are embedded at full size).
         crop_min: smallest crop side of a view, as a share of the chip side.
         crop_max: largest crop side of a view, as a share of the chip side.
@@ -106,6 +112,9 @@ class TrainConfig:
     temperature: float = 0.2
     mask_ratio: float = 0.5
     band_keep_min: float = 0.4
+    band_drop_p: float = 0.5
+    gain: float = 0.05
+    noise: float = 0.0
     view_px: int = 32
     crop_min: float = 0.35
     crop_max: float = 0.75

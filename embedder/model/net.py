@@ -104,16 +104,23 @@ class ModalityEncoder(nn.Module):
         self.stem_norm = nn.Sequential(nn.BatchNorm2d(cfg.stem_dim), nn.GELU())
         self.stage1 = _conv(cfg.stem_dim, widths[0], 2)
         self.stage2 = _conv(widths[0], widths[1], 2)
-        self.head = nn.Linear(2 * widths[1], cfg.embed_dim)
+        self.head = nn.Linear(2 * widths[1] + cfg.spectral_dim, cfg.embed_dim)
+        self.spectral_dim = cfg.spectral_dim
 
     def forward(
-        self, inp: ModalityInput, filters: torch.Tensor, token_mask: torch.Tensor | None = None
+        self,
+        inp: ModalityInput,
+        filters: torch.Tensor,
+        spectral: torch.Tensor,
+        token_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed one modality.
 
         Args:
             inp: the modality's standardised input.
             filters: (C, stem_dim * patch * patch) stem filters of its bands.
+            spectral: (C, 2 * spectral_dim) weights of its bands' mean and std in the
+                spectral branch.
             token_mask: optional (N, S/p, S/p) bool, True where stem tokens are hidden (MAE).
 
         Returns:
@@ -136,8 +143,29 @@ class ModalityEncoder(nn.Module):
         wts = wts / wts.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
         mean = (f3 * wts).sum(dim=(2, 3))
         var = ((f3 - mean[:, :, None, None]) ** 2 * wts).sum(dim=(2, 3))
-        h = self.head(torch.cat([mean, torch.sqrt(var + 1e-6)], dim=1))
+        h = self.head(torch.cat([mean, torch.sqrt(var + 1e-6), self._spectral(inp, spectral, token_mask)], 1))
         return h, f1
+
+    def _spectral(
+        self, inp: ModalityInput, spectral: torch.Tensor, token_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Band-set agnostic spectral summary: per-band valid-pixel mean and std, mapped by
+        wavelength-generated weights and averaged over the bands present."""
+        pw = inp.valid
+        if token_mask is not None:
+            hide = token_mask[:, None].to(pw.dtype)
+            pw = pw * (1 - F.interpolate(hide, size=pw.shape[-2:], mode="nearest"))
+        # weighted moments as batched mat-vec products (fast on CPU, no broadcast temporaries)
+        x = inp.x.reshape(inp.x.shape[0], inp.x.shape[1], -1)
+        w = pw.reshape(pw.shape[0], -1, 1)
+        den = w.sum(dim=1).clamp(min=1e-6)
+        mu = torch.bmm(x, w)[..., 0] / den
+        ex2 = torch.bmm(x * x, w)[..., 0] / den
+        sd = torch.sqrt(torch.relu(ex2 - mu * mu) + 1e-6)
+        bm = inp.band_mask.to(mu.dtype)
+        k = self.spectral_dim
+        out = (mu * bm) @ spectral[:, :k] + (sd * bm) @ spectral[:, k:]
+        return out / bm.sum(1, keepdim=True).clamp(min=1.0)
 
 
 @dataclass
@@ -164,6 +192,7 @@ class MultimodalNet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.stem_filters = BandFilters(cfg, cfg.stem_dim * cfg.patch * cfg.patch)
+        self.spectral_filters = BandFilters(cfg, 2 * cfg.spectral_dim)
         half = tuple(max(8, w // 2) for w in cfg.widths)
         self.encoders = nn.ModuleDict(
             {m: ModalityEncoder(cfg, cfg.widths if m == "optical" else half) for m in cfg.modalities}
@@ -187,7 +216,8 @@ class MultimodalNet(nn.Module):
         count = None
         for m, inp in inputs.items():
             filt = self.stem_filters(inp.wavelengths, inp.keys)
-            h, f1 = self.encoders[m](inp, filt, None if token_masks is None else token_masks.get(m))
+            spec = self.spectral_filters(inp.wavelengths, inp.keys)
+            h, f1 = self.encoders[m](inp, filt, spec, None if token_masks is None else token_masks.get(m))
             p = inp.present.to(h.dtype)[:, None]
             per[m], maps[m], pres[m] = h, f1, inp.present
             total = h * p if total is None else total + h * p

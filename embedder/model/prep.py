@@ -48,21 +48,29 @@ def to_input(
 ) -> ModalityInput:
     """Standardise one modality and build its masks (resized to ``chip_px`` if needed)."""
     mean, std = _band_stats(mb, stats)
-    z = (mb.data - mean[None, :, None, None]) / std[None, :, None, None]
-    finite = np.isfinite(z)
-    band_has = finite.reshape(len(z), z.shape[1], -1).any(axis=2) & mb.present[:, None]
-    z = np.clip(np.where(finite & mb.present[:, None, None, None], z, 0.0), -CLIP, CLIP).astype(np.float32)
-    x = torch.from_numpy(z).to(device)
-    fin = torch.from_numpy(finite).to(device=device, dtype=x.dtype)
-    bm = torch.from_numpy(band_has).to(device=device, dtype=x.dtype)
-    valid = (fin * bm[:, :, None, None]).sum(1, keepdim=True) / bm.sum(1).clamp(min=1.0)[:, None, None, None]
+    raw = torch.from_numpy(np.ascontiguousarray(mb.data, dtype=np.float32)).to(device)
+    present_np = np.asarray(mb.present, dtype=bool)
+    pres = torch.from_numpy(present_np).to(device)
+    m = torch.from_numpy(mean).to(device)[None, :, None, None]
+    inv = torch.from_numpy(1.0 / std).to(device)[None, :, None, None]
+    x = (raw - m).mul_(inv).clamp_(-CLIP, CLIP)  # NaN stays NaN
+    n, c = raw.shape[:2]
+    # ChipBatch pixels are finite or NaN (nodata); one cheap scan decides the fast path
+    if bool(pres.all()) and not bool(torch.isnan(raw).any()):  # every pixel of every band valid
+        bm = torch.ones((n, c), dtype=x.dtype, device=x.device)
+        valid = torch.ones((n, 1, *x.shape[-2:]), dtype=x.dtype, device=x.device)
+        band_has = bm.bool()
+    else:
+        finite = torch.isfinite(raw) & pres[:, None, None, None]
+        band_has = finite.flatten(2).any(dim=2)
+        x = torch.where(finite, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        bm = band_has.to(x.dtype)
+        valid = finite.sum(1, keepdim=True, dtype=x.dtype) / bm.sum(1).clamp(min=1.0)[:, None, None, None]
     if x.shape[-1] != chip_px or x.shape[-2] != chip_px:
         x = F.interpolate(x, size=(chip_px, chip_px), mode="bilinear", align_corners=False)
         valid = F.interpolate(valid, size=(chip_px, chip_px), mode="bilinear", align_corners=False)
     keys = tuple(f"{modality}:{b}" for b in mb.bands)
-    present = torch.from_numpy(mb.present & band_has.any(axis=1)).to(device)
-    if x.device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
+    present = pres & band_has.any(dim=1)
     wl = torch.from_numpy(np.asarray(mb.wavelengths, dtype=np.float32)).to(device)
     return ModalityInput(x, bm, valid, wl, keys, present)
 
@@ -101,7 +109,9 @@ def augment(
     rng: np.random.Generator,
     band_keep_min: float = 0.4,
     drop_modality: float = 0.25,
-    noise: float = 0.05,
+    noise: float = 0.0,
+    gain: float = 0.05,
+    band_drop_p: float = 0.5,
     crop: tuple[float, float] = (0.35, 0.75),
     out_px: int = 32,
 ) -> tuple[dict[str, ModalityInput], dict[str, Any]]:
@@ -142,8 +152,9 @@ def augment(
             frac = rng.uniform(band_keep_min, 1.0, size=n)
             keep = rng.random((n, c)) < frac[:, None]
             keep[np.arange(n), rng.integers(0, c, size=n)] = True
+            keep[rng.random(n) >= band_drop_p] = True
         bm = inp.band_mask * torch.from_numpy(keep).to(device=dev, dtype=x.dtype)
-        scale = torch.from_numpy(rng.uniform(0.9, 1.1, size=(n, 1, 1, 1)).astype(np.float32)).to(dev)
+        scale = torch.from_numpy(rng.uniform(1 - gain, 1 + gain, size=(n, 1, 1, 1)).astype(np.float32)).to(dev)
         shift = torch.from_numpy(rng.normal(0.0, noise, size=(n, c, 1, 1)).astype(np.float32)).to(dev)
         targets[m] = {"x": x, "band_mask": inp.band_mask, "valid": valid}
         present = inp.present & torch.from_numpy(keep_mod[:, j]).to(dev)

@@ -200,8 +200,9 @@ def train(
         encs: list[Encoded] = []
         for group in _groups(data, tcfg, rng, stats, mcfg.chip_px, dev):
             crop = (tcfg.crop_min, tcfg.crop_max)
-            view_a, tgt_a = augment(group, rng, tcfg.band_keep_min, crop=crop, out_px=tcfg.view_px)
-            view_b, _ = augment(group, rng, tcfg.band_keep_min, crop=crop, out_px=tcfg.view_px)
+            kw = {"noise": tcfg.noise, "gain": tcfg.gain, "band_drop_p": tcfg.band_drop_p}
+            view_a, tgt_a = augment(group, rng, tcfg.band_keep_min, crop=crop, out_px=tcfg.view_px, **kw)
+            view_b, _ = augment(group, rng, tcfg.band_keep_min, crop=crop, out_px=tcfg.view_px, **kw)
             masks = _token_masks(view_a, tcfg.mask_ratio, mcfg.patch, rng, dev) if tcfg.mae else None
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
                 enc_a = net(view_a, masks)

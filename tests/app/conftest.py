@@ -32,12 +32,12 @@ def change_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
 
 
 def open_app(db: Path, page: str | None = None) -> AppTest:
-    """Run the explorer on ``db`` (optionally switched to ``pages/<page>.py``)."""
+    """Run the explorer on ``db`` (optionally switched to ``views/<page>.py``)."""
     at = AppTest.from_file(str(APP), default_timeout=120)
     at.session_state["db"] = str(db)
     at.run()
     if page is not None:
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"views/{page}.py")
         at.run()
     assert not at.exception, at.exception
     return at
@@ -62,7 +62,7 @@ def layer(spec: dict[str, Any], layer_id: str) -> dict[str, Any] | None:
     """The layer ``layer_id`` of a deck spec, or None."""
     for lyr in spec["layers"]:
         if lyr.get("id") == layer_id:
-            return lyr  # type: ignore[no-any-return]
+            return lyr
     return None
 
 

@@ -9,6 +9,7 @@ second, later date to some cells whose vector comes from another real chip (a co
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def write_db(
     paths: list[Path],
     lat: np.ndarray,
     lon: np.ndarray,
-    dates: list[datetime | None],
+    dates: Sequence[datetime | None],
 ) -> None:
     """Embed chips with the stats model and write them as one contract DB."""
     model = ChannelStats()
@@ -76,7 +77,7 @@ def write_db(
             lat=clat[sel],
             lon=clon[sel],
             geometry=[cell_wkb(int(c)) for c in cells[sel]],
-            datetime_=[dates[i] for i in sel],
+            datetime_=[dates[int(i)] for i in sel],
             source=[[str(paths[i])] for i in sel],
             modalities=[["optical"]] * len(sel),
             sensors=[[SENSOR]] * len(sel),

@@ -20,6 +20,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,7 +32,7 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT = {"width": 1400, "height": 1000}  # CSS pixels of the page
 
 pytestmark = pytest.mark.browser
 
@@ -109,9 +110,9 @@ def test_click_a_cell_on_the_map_fills_the_similar_places_table(server: tuple[st
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport=VIEWPORT)
+            page = browser.new_page(viewport={"width": VIEWPORT["width"], "height": VIEWPORT["height"]})
 
-            def route(r):  # type: ignore[no-untyped-def]
+            def route(r: Any) -> None:
                 u = r.request.url
                 if u.startswith(("http://localhost", "ws://localhost", "data:", "blob:")):
                     r.continue_()
@@ -120,6 +121,12 @@ def test_click_a_cell_on_the_map_fills_the_similar_places_table(server: tuple[st
                     r.abort()
 
             page.route("**/*", route)
+            # a deep link as the server's very first request still gets the app's navigation
+            page.goto(f"{url}/label", wait_until="domcontentloaded")
+            page.get_by_text("upload seeds) of at least two classes").wait_for(timeout=90_000)
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            assert "Map & search" in nav.inner_text() and "streamlit app" not in nav.inner_text()
+
             page.goto(url, wait_until="domcontentloaded")
             page.get_by_text("Click a cell on the map").wait_for(timeout=90_000)
             canvas = page.locator('[data-testid="stDeckGlJsonChart"] canvas').first

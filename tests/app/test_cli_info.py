@@ -12,9 +12,7 @@ from app.cli.main import main
 from embedder import contract
 
 
-def test_info_table_and_json(
-    eurosat_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_info_table_and_json(eurosat_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "db"
     shutil.copytree(Path(eurosat_db) / contract.EMBEDDINGS_DIR, db / contract.EMBEDDINGS_DIR)
     assert main(["info", str(db)]) == 0

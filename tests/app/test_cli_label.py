@@ -49,13 +49,8 @@ def test_label_bad_seeds(cli_db: Path, tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "map.parquet"
     assert main(["label", str(cli_db), "--seeds", str(seeds), "--out", str(out)]) == 1
     assert "none of the 2 seeds" in capsys.readouterr().err
-    assert (
-        main(["label", str(cli_db), "--seeds", str(tmp_path / "missing.csv"), "--out", str(out)])
-        == 1
-    )
+    assert main(["label", str(cli_db), "--seeds", str(tmp_path / "missing.csv"), "--out", str(out)]) == 1
     assert "does not exist" in capsys.readouterr().err
-    assert (
-        main(["label", str(cli_db), "--seeds", str(seeds), "--out", str(tmp_path / "map.csv")]) == 1
-    )
+    assert main(["label", str(cli_db), "--seeds", str(seeds), "--out", str(tmp_path / "map.csv")]) == 1
     assert "ending in .parquet" in capsys.readouterr().err
     assert not out.exists()

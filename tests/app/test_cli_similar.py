@@ -111,9 +111,7 @@ def test_similar_bad_input(
     assert "earthvec similar: error:" in err and message in err
 
 
-def test_similar_refuses_index_of_other_model(
-    cli_db: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_similar_refuses_index_of_other_model(cli_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cells, _ = _cells(cli_db)
     q = h3.int_to_str(int(cells[0]))
     assert main(["similar", str(cli_db), "--cell", q]) == 0

@@ -101,7 +101,7 @@ def test_map_page_colours_by_predicted_class(explorer_db: Path, eurosat_manifest
     )
     at.run()
     pred = at.session_state["predictions"]
-    at.switch_page("pages/map_search.py")
+    at.switch_page("views/map_search.py")
     at.run()
     at.sidebar.radio(key="colour_by").set_value("Predicted class")
     at.run()

@@ -53,12 +53,13 @@ def test_exact_top_k_matches_sorting(explorer_db: Path) -> None:
 
 
 def test_pca_colours_follow_the_first_component(explorer_db: Path) -> None:
-    from sklearn.decomposition import PCA
-
     rows = load_rows(explorer_db)
     rgb = pca_rgb(rows.vectors)
     assert rgb.shape == (369, 3) and rgb.dtype == np.uint8
-    pc1 = PCA(3).fit_transform(rows.vectors)[:, 0]
+    # oracle: leading eigenvector of the covariance matrix (eigh, not the SVD the app uses)
+    x = rows.vectors.astype(np.float64) - rows.vectors.mean(axis=0)
+    w, vecs = np.linalg.eigh(np.cov(x, rowvar=False))
+    pc1 = x @ vecs[:, np.argmax(w)]
     rho = pd.Series(rgb[:, 0].astype(float)).corr(pd.Series(np.abs(pc1)), method="spearman")
     rho_signed = abs(pd.Series(rgb[:, 0].astype(float)).corr(pd.Series(pc1), method="spearman"))
     assert max(rho, rho_signed) > 0.95

@@ -58,7 +58,8 @@ def test_click_a_cell_lists_similar_places(explorer_db: Path, eurosat_manifest: 
     assert at.session_state["positives"] == [query]
     table = at.dataframe[0].value
     assert len(table) == 10 and query not in set(table["cell"])
-    # same ranking as the index layer and as the exact numpy oracle
+    # same ranking as the index layer (the FAISS path) and as the exact numpy oracle
+    assert any("Ranked by FAISS index" in c.value for c in at.caption)
     expected = similar(explorer_db, cell=query, k=10)
     assert list(table["cell"]) == list(expected["h3"])
     rows = load_rows(explorer_db)
@@ -95,6 +96,19 @@ def test_negatives_refine_the_query(explorer_db: Path, eurosat_manifest: pd.Data
     top, _ = exact_top_k(rows.vectors, q, 10, cand)
     assert list(table["cell"]) == [format(int(c), "x") for c in rows.h3[top]]
     assert first[0] not in set(table["cell"])
+    # a second positive: the query becomes the mean of both positives minus the negative
+    at.sidebar.radio(key="click_action").set_value("positive: add as positive")
+    at.run()
+    click_map(at, first[1])
+    assert at.session_state["positives"] == [query, first[1]]
+    q2 = query_vector(rows.vectors, [pos, rows.row_of_cell(int(first[1], 16))], [neg], 0.5)
+    cand = rows.latest[~np.isin(rows.h3[rows.latest], [int(query, 16), int(first[0], 16),
+                                                       int(first[1], 16)])]
+    top, _ = exact_top_k(rows.vectors, q2, 10, cand)
+    assert list(at.dataframe[0].value["cell"]) == [format(int(c), "x") for c in rows.h3[top]]
+    at.sidebar.button(key="clear").click()
+    at.run()
+    assert at.session_state["positives"] == [] and not at.dataframe
 
 
 def test_region_filter_and_point_query(explorer_db: Path, eurosat_manifest: pd.DataFrame) -> None:
@@ -155,3 +169,28 @@ def test_many_cells_are_drawn_as_parents(explorer_db: Path, monkeypatch: pytest.
     assert shown is not None
     if layer(spec, "cells") is not None:
         assert len(shown["data"]) == n
+
+
+def test_big_database_without_index_ranks_exactly(
+    eurosat_db: Path, tmp_path: Path, eurosat_manifest: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from app import state
+
+    db = tmp_path / "db"
+    shutil.copytree(eurosat_db, db)
+    shutil.rmtree(db / "index", ignore_errors=True)
+    monkeypatch.setattr(state, "AUTO_BUILD_MAX", 100)  # pretend 369 cells is "big"
+    at = open_app(db)
+    query = _forest_cell(db, eurosat_manifest)
+    click_map(at, query)
+    assert not (db / "index").exists()  # nothing was built
+    assert any("ranking exactly with numpy" in c.value for c in at.caption)
+    rows = load_rows(db)
+    q = rows.vectors[rows.row_of_cell(int(query, 16))]
+    cand = rows.latest[rows.h3[rows.latest] != np.uint64(int(query, 16))]
+    top, scores = exact_top_k(rows.vectors, q, 10, cand)
+    table = at.dataframe[0].value
+    assert list(table["cell"]) == [format(int(c), "x") for c in rows.h3[top]]
+    np.testing.assert_allclose(table["similarity"], scores, atol=1e-4)

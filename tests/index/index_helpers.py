@@ -32,11 +32,7 @@ def eurosat_features(paths: list[Path]) -> np.ndarray:
     data = np.stack(chips)
     wl = np.array([b.wavelength_nm or np.nan for b in sensor.bands], dtype=np.float64)
     batch = ChipBatch(
-        {
-            "optical": ModalityBatch(
-                sensor.name, sensor.band_names, wl, data, np.ones(len(data), bool)
-            )
-        }
+        {"optical": ModalityBatch(sensor.name, sensor.band_names, wl, data, np.ones(len(data), bool))}
     )
     return get_embedder("stats").embed(batch)
 

@@ -59,6 +59,14 @@ def test_rules_follow_size_and_memory() -> None:
         fac.plan_index(10_000_000, 128, 100 * 2**20)
 
 
+def test_compressed_structure_shrinks_with_the_budget() -> None:
+    roomy = fac.compressed_factory(1_000_000, 128, 1 * GIB)
+    tight = fac.compressed_factory(1_000_000, 128, 50 * 2**20)
+    assert roomy is not None and roomy[0] == "IVF4096,PQ64x4fs,Refine(SQ8)"
+    assert tight is not None and tight[0] == "IVF4096,PQ64x4fs"
+    assert fac.compressed_factory(1_000_000, 128, 10 * 2**20) is None
+
+
 def test_override_wins_and_is_checked() -> None:
     plan = fac.plan_index(5_000_000, 128, 1 * GIB, override="IDMap2, HNSW32")
     assert plan.factory == "HNSW32" and plan.reason == "given by the user"

@@ -43,9 +43,7 @@ def _matches_oracle(df: pd.DataFrame, ids: np.ndarray, scores: np.ndarray) -> No
         assert tied or g == int(w)
 
 
-def test_every_cell_query_equals_numpy_oracle(
-    ro_index: VectorIndex, eurosat_labels: pd.DataFrame
-) -> None:
+def test_every_cell_query_equals_numpy_oracle(ro_index: VectorIndex, eurosat_labels: pd.DataFrame) -> None:
     ids = eurosat_labels["h3"].to_numpy(dtype=np.uint64)
     vecs = np.stack(eurosat_labels["vec"].to_numpy())
     res = similar_batch(ro_index, [int(c) for c in ids], k=10)
@@ -70,9 +68,7 @@ def test_cell_query_table(ro_index: VectorIndex, eurosat_labels: pd.DataFrame) -
     _matches_oracle(df, *oracle_top_k(vecs, ids, vecs[7], 5, exclude={c}))
 
 
-def test_point_query_uses_the_containing_cell(
-    ro_index: VectorIndex, eurosat_labels: pd.DataFrame
-) -> None:
+def test_point_query_uses_the_containing_cell(ro_index: VectorIndex, eurosat_labels: pd.DataFrame) -> None:
     c = int(eurosat_labels["h3"].iloc[3])
     lat, lon = h3.cell_to_latlng(_hex(c))
     by_point = similar(ro_index, lat=lat + 1e-4, lon=lon - 1e-4, k=4)
@@ -83,10 +79,7 @@ def test_point_query_uses_the_containing_cell(
 def test_finer_cell_maps_to_parent(ro_index: VectorIndex, eurosat_labels: pd.DataFrame) -> None:
     c = int(eurosat_labels["h3"].iloc[3])
     child = h3.cell_to_center_child(_hex(c), ro_index.resolution + 2)
-    assert (
-        similar(ro_index, cell=child, k=3)["h3"].tolist()
-        == similar(ro_index, cell=c, k=3)["h3"].tolist()
-    )
+    assert similar(ro_index, cell=child, k=3)["h3"].tolist() == similar(ro_index, cell=c, k=3)["h3"].tolist()
 
 
 @pytest.mark.parametrize(
@@ -114,18 +107,14 @@ def test_bad_queries_are_clear_errors(ro_index: VectorIndex, kwargs: dict, match
         similar(ro_index, **kwargs)
 
 
-def test_raw_vector_query_finds_its_cell(
-    ro_index: VectorIndex, eurosat_labels: pd.DataFrame
-) -> None:
+def test_raw_vector_query_finds_its_cell(ro_index: VectorIndex, eurosat_labels: pd.DataFrame) -> None:
     v = eurosat_labels["vec"].iloc[11] * 3.0  # any length: normalised
     df = similar(ro_index, vector=v, k=3)
     assert h3.str_to_int(df["h3"].iloc[0]) == int(eurosat_labels["h3"].iloc[11])
     assert df["score"].iloc[0] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_positive_and_negative_examples(
-    ro_index: VectorIndex, eurosat_labels: pd.DataFrame
-) -> None:
+def test_positive_and_negative_examples(ro_index: VectorIndex, eurosat_labels: pd.DataFrame) -> None:
     forest = eurosat_labels[eurosat_labels["label"] == "Forest"]
     sea = eurosat_labels[eurosat_labels["label"] == "SeaLake"]
     pos = [int(c) for c in forest["h3"].iloc[:3]]
@@ -143,15 +132,11 @@ def test_positive_and_negative_examples(
 
     def sim_to_neg(frame: pd.DataFrame) -> float:
         return float(
-            np.mean(
-                [by_cell[np.uint64(h3.str_to_int(x))] @ sea["vec"].iloc[0] for x in frame["h3"]]
-            )
+            np.mean([by_cell[np.uint64(h3.str_to_int(x))] @ sea["vec"].iloc[0] for x in frame["h3"]])
         )
 
     assert sim_to_neg(df) < sim_to_neg(plain)
-    hits = eurosat_labels.set_index("h3").loc[
-        [np.uint64(h3.str_to_int(x)) for x in plain["h3"]], "label"
-    ]
+    hits = eurosat_labels.set_index("h3").loc[[np.uint64(h3.str_to_int(x)) for x in plain["h3"]], "label"]
     assert (hits == "Forest").mean() >= 0.5  # forest examples find forest
 
 
@@ -203,29 +188,27 @@ def test_bbox_where_cells_polygon_filters_equal_oracle(
     ids = eurosat_labels["h3"].to_numpy(dtype=np.uint64)
     box = (0.0, 45.0, 15.0, 52.0)
     in_box = (lon >= 0) & (lon <= 15) & (lat >= 45) & (lat <= 52)
-    poly = [(45.0, 0.0), (45.0, 15.0), (52.0, 15.0), (52.0, 0.0)]
+    poly = [(45.0, 0.0), (44.0, 8.0), (45.0, 15.0), (52.0, 15.0), (52.0, 0.0)]
+    hole = [(46.0, 2.0), (50.0, 2.0), (50.0, 12.0), (46.0, 12.0)]
+    holed = {
+        "type": "Polygon",
+        "coordinates": [[[lo, la] for la, lo in poly], [[lo, la] for la, lo in hole]],
+    }
+    shapely = pytest.importorskip("shapely")
+    in_poly = shapely.contains_xy(shapely.Polygon([(lo, la) for la, lo in poly]), lon, lat)
+    in_hole = shapely.contains_xy(shapely.Polygon([(lo, la) for la, lo in hole]), lon, lat)
+    assert in_hole.any() and (in_poly & ~in_hole).sum() > 3
     some = ids[::3]
+    region1 = _region_with_most_cells(eurosat_labels, 1)
     cases = [
         (Filter(bbox=box), in_box),
         (Filter(bbox=box, where="lat < 48.5"), in_box & (lat < 48.5)),
         (Filter(cells=[_hex(c) for c in some]), np.isin(ids, some)),
+        (Filter(polygon=poly), in_poly),
+        (Filter(polygon=holed), in_poly & ~in_hole),
         (
-            Filter(polygon=poly),
-            np.isin(
-                ids,
-                np.array(
-                    [
-                        h3.str_to_int(c)
-                        for c in h3.h3shape_to_cells(h3.LatLngPoly(poly), ro_index.resolution)
-                    ],
-                    dtype=np.uint64,
-                ),
-            ),
-        ),
-        (
-            Filter(region=_region_with_most_cells(eurosat_labels, 1), min_valid_fraction=0.5),
-            h3grid.cell_parents(ids, 1)
-            == h3.str_to_int(_region_with_most_cells(eurosat_labels, 1)),
+            Filter(region=region1, min_valid_fraction=0.5),
+            h3grid.cell_parents(ids, 1) == h3.str_to_int(region1),
         ),
     ]
     for flt, keep in cases:
@@ -233,8 +216,20 @@ def test_bbox_where_cells_polygon_filters_equal_oracle(
         qi = int(np.flatnonzero(keep)[1])
         df = similar(ro_index, cell=int(ids[qi]), k=8, flt=flt)
         _matches_oracle(df, *_filtered_oracle(eurosat_labels, keep, qi, 8))
-    # polygon filter: cells whose centre is inside the box polygon are the bbox cells (up to edges)
-    assert np.isin(ids[cases[3][1]], ids[in_box]).all()
+    # H3's own polygon fill keeps the same cells (centre inside) on a small polygon
+    c = eurosat_labels.iloc[0]
+    d = 0.05
+    small = [
+        (c["lat"] - d, c["lon"] - d),
+        (c["lat"] - d, c["lon"] + d),
+        (c["lat"] + d, c["lon"] + d),
+        (c["lat"] + d, c["lon"] - d),
+    ]
+    fill = h3.h3shape_to_cells(h3.LatLngPoly(small), ro_index.resolution)
+    filled = {h3.str_to_int(x) for x in fill}
+    mask = Filter(polygon=small).mask(ro_index.rows, ro_index.resolution)
+    assert mask.sum() >= 1
+    assert {int(x) for x in ro_index.ids[mask]} == filled & {int(x) for x in ro_index.ids}
 
 
 @pytest.mark.parametrize(
@@ -246,6 +241,8 @@ def test_bbox_where_cells_polygon_filters_equal_oracle(
         Filter(where="foo > 1"),
         Filter(region="8828308281fffff0"),
         Filter(min_valid_fraction=2),
+        Filter(polygon=[(0, 0), (1, 1)]),
+        Filter(polygon={"type": "Point", "coordinates": [0, 0]}),
     ],
 )
 def test_bad_filters_are_clear_errors(ro_index: VectorIndex, flt: Filter) -> None:
@@ -253,9 +250,7 @@ def test_bad_filters_are_clear_errors(ro_index: VectorIndex, flt: Filter) -> Non
         similar(ro_index, cell=int(ro_index.ids[0]), flt=flt)
 
 
-def test_approximate_index_is_exact_when_filter_is_selective(
-    db: Path, eurosat_labels: pd.DataFrame
-) -> None:
+def test_approximate_index_is_exact_when_filter_is_selective(db: Path, eurosat_labels: pd.DataFrame) -> None:
     vi = open_index(db, factory="HNSW8")
     region = _region_with_most_cells(eurosat_labels, 2)
     ids = eurosat_labels["h3"].to_numpy(dtype=np.uint64)
@@ -291,9 +286,7 @@ def test_time_filter_searches_dated_rows_exactly(db: Path) -> None:
     assert df["datetime"].dt.year.isin([2019, 2021]).all()
     # no time filter: the most recent row of each cell (2023 for the first 60)
     df2 = similar(vi, vector=vecs[205], k=1)
-    assert h3.str_to_int(df2["h3"].iloc[0]) == int(cells[5]) and df2["score"].iloc[
-        0
-    ] == pytest.approx(1.0)
+    assert h3.str_to_int(df2["h3"].iloc[0]) == int(cells[5]) and df2["score"].iloc[0] == pytest.approx(1.0)
     assert df2["datetime"].iloc[0].year == 2023
 
 
@@ -309,3 +302,22 @@ def test_k_larger_than_database(ro_index: VectorIndex) -> None:
     df = similar(ro_index, cell=int(ro_index.ids[0]), k=10_000)
     assert len(df) == len(ro_index) - 1 and df["rank"].tolist() == list(range(1, len(ro_index)))
     assert h3grid.cell_to_str(int(ro_index.ids[0])) not in set(df["h3"])
+
+
+def test_large_filters_go_through_faiss_selectors(
+    ro_index: VectorIndex, eurosat_labels: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above EXACT_FILTER_MAX candidates FAISS filters with an id selector (exact on Flat)."""
+    import index.search as search
+
+    monkeypatch.setattr(search, "EXACT_FILTER_MAX", 0)
+    ids = eurosat_labels["h3"].to_numpy(dtype=np.uint64)
+    lat = eurosat_labels["lat"].to_numpy()
+    region = _region_with_most_cells(eurosat_labels, 1)
+    for flt, keep in [
+        (Filter(region=region), h3grid.cell_parents(ids, 1) == h3.str_to_int(region)),
+        (Filter(where="lat > 50"), lat > 50),
+    ]:
+        qi = int(np.flatnonzero(keep)[2])
+        df = similar(ro_index, cell=int(ids[qi]), k=12, flt=flt)
+        _matches_oracle(df, *_filtered_oracle(eurosat_labels, keep, qi, 12))

@@ -43,9 +43,7 @@ def test_csv_points_map_to_containing_cells(
     assert s.class_counts() == sub["label"].value_counts().to_dict()
 
 
-def test_csv_h3_and_geojson_agree(
-    tmp_path: Path, eurosat_labels: pd.DataFrame, cells: np.ndarray
-) -> None:
+def test_csv_h3_and_geojson_agree(tmp_path: Path, eurosat_labels: pd.DataFrame, cells: np.ndarray) -> None:
     sub = eurosat_labels.iloc[40:60]
     hexes = [h3grid.cell_to_str(int(c)) for c in sub["h3"]]
     hexes[0] = h3.cell_to_center_child(hexes[0], RES + 1)  # a finer cell maps to its parent
@@ -69,9 +67,7 @@ def test_csv_h3_and_geojson_agree(
     assert a.labels.tolist() == b.labels.tolist() == sub["label"].tolist()
 
 
-def test_duplicate_cells_keep_first(
-    tmp_path: Path, eurosat_labels: pd.DataFrame, cells: np.ndarray
-) -> None:
+def test_duplicate_cells_keep_first(tmp_path: Path, eurosat_labels: pd.DataFrame, cells: np.ndarray) -> None:
     sub = eurosat_labels.iloc[:5]
     df = pd.DataFrame(
         {

@@ -58,9 +58,7 @@ def test_most_recent_row_of_each_cell_is_indexed(db: Path) -> None:
     meta = contract.read_meta(db)
     pick = np.arange(0, 40)
     newer, older = vecs[pick + 100], vecs[pick + 200]  # real vectors of other cells
-    dates = [datetime(2022, 6, 1, tzinfo=UTC)] * len(pick) + [
-        datetime(2019, 6, 1, tzinfo=UTC)
-    ] * len(pick)
+    dates = [datetime(2022, 6, 1, tzinfo=UTC)] * len(pick) + [datetime(2019, 6, 1, tzinfo=UTC)] * len(pick)
     write_db(
         db,
         np.concatenate([cells[pick], cells[pick]]),
@@ -196,9 +194,7 @@ def test_stale_index_with_rebuild_false_is_an_error(db: Path) -> None:
     assert not index_dir(db).exists()
 
 
-def test_crash_before_sidecar_keeps_previous_index(
-    db: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_crash_before_sidecar_keeps_previous_index(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = open_index(db)
 
     def boom(self: Sidecar, db: Path) -> None:

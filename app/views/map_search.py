@@ -149,7 +149,7 @@ def main() -> None:
         try:
             index, why = state.search_index(db)
             if index is None:
-                st.warning(f"No search index ({why}); ranking exactly with numpy instead.")
+                st.caption(f"No search index ({why}); ranking exactly with numpy instead.")
             result = search(rows, pos, neg, int(opts["k"]), flt, index)  # type: ignore[call-overload]
         except EarthvecError as exc:
             st.error(str(exc))
