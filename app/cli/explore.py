@@ -37,11 +37,22 @@ def command(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the database, then run Streamlit until it is stopped."""
-    import subprocess
+    """Check the database, then become the Streamlit server (``exec``) until it is stopped.
+
+    Replacing this process (rather than starting a child) means a signal sent to
+    ``earthvec explore`` reaches the server itself: nothing is left running.
+    """
+    import os
+    import sys
 
     from embedder import contract
 
     contract.read_meta(args.db)  # fail early with a clear message for a bad path
-    print(f"earthvec explore: serving {args.db} at http://{args.address}:{args.port}")
-    return subprocess.call(command(args))
+    print(f"earthvec explore: serving {args.db} at http://{args.address}:{args.port}", flush=True)
+    cmd = command(args)
+    if sys.platform == "win32":  # no exec on Windows: wait for a child instead
+        import subprocess
+
+        return subprocess.call(cmd)
+    os.execv(cmd[0], cmd)
+    return 0  # not reached

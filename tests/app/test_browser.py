@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,7 +56,7 @@ def server(eurosat_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     log = (tmp_path_factory.mktemp("browser-log") / "streamlit.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli.main", "explore", str(db), "--port", str(port), "--headless"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://localhost:{port}"
     try:
@@ -72,11 +73,12 @@ def server(eurosat_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             time.sleep(0.5)
         yield url, db
     finally:
-        proc.terminate()
+        # the server's own process group: nothing may outlive the test
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
 
 
