@@ -15,6 +15,7 @@ import h3
 import h3.api.basic_int as h3i
 import numpy as np
 
+from embedder.batch import ChipBatch
 from embedder.errors import QueryError
 from embedder.global_layers import METRES_PER_DEGREE, GlobalLayers
 
@@ -135,3 +136,9 @@ def iter_blocks(
             left -= len(block)
         if len(block):
             yield block
+
+
+def cell_chips(layers: GlobalLayers, cells: np.ndarray) -> tuple[ChipBatch, np.ndarray, np.ndarray]:
+    """Aligned multimodal chips centred on H3 cells, with the cell centres (lat, lon)."""
+    lat, lon = centres(np.asarray(cells, dtype=np.uint64))
+    return layers.chips(lat, lon), lat, lon

@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--draws", type=int, default=ExperimentConfig.draws)
     p.add_argument("--train-steps", type=int, default=0, help="train the co-learning arms (torch)")
     p.add_argument("--train-chips", type=int, default=8192)
+    p.add_argument("--train-seed", type=int, default=0)
     p.add_argument("--checkpoint", action="append", default=[], help="name=path of an earthvec-mm model")
     p.add_argument("--out", type=Path, default=Path("global_experiment.json"))
     a = p.parse_args(argv)
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         name, _, path = spec.partition("=")
         embedders[name] = get_embedder("earthvec-mm", checkpoint=path, device="cpu")
     if a.train_steps:
-        embedders.update(train_models(a.train_steps, a.train_chips))
+        embedders.update(train_models(a.train_steps, a.train_chips, a.train_seed))
     report = run_experiment(cfg, embedders)
     print(format_table(report))
     atomic_write_bytes(a.out, json.dumps(report, indent=2).encode())

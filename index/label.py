@@ -17,10 +17,12 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,15 +31,15 @@ from tqdm.auto import tqdm
 from embedder import contract, h3grid
 from embedder.errors import SeedError
 from index.filters import Filter
-from index.search import as_index
-from index.seeds import LABEL, Seeds, map_seeds, read_seeds
+from index.seeds import LABEL, Seeds, map_seeds, read_seeds, seed_cells
 from index.store import VectorIndex
-from index.vectors import latest_rows, partition_files, read_files
+from index.vectors import latest_rows, lookup_latest, partition_files, read_files
 
 CONFIDENCE = "confidence"
 LABELS_META_KEY = b"earthvec_labels"
 DEFAULT_K = 5
 DEFAULT_FOLDS = 5
+MAP_COMPRESSION = "zstd"
 BLOCK_RES_OFFSET = 4
 """Default CV blocks: parents 4 resolutions coarser than the cells (res 8 -> res 4, ~22 km)."""
 
@@ -56,10 +58,122 @@ def prediction_schema() -> pa.Schema:
     )
 
 
+BLOCK_ROWS = 16_384
+"""Cells scored per matrix product (bounds memory to ``BLOCK_ROWS x seeds`` similarities)."""
+
+
+def seed_index(seed_vectors: np.ndarray) -> faiss.IndexFlatIP:
+    """An exact inner-product index over the seeds (BLAS products plus a heap top-k)."""
+    sv = np.ascontiguousarray(seed_vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(sv.shape[1])
+    index.add(sv)
+    return index
+
+
+def vote(sims: np.ndarray, classes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Similarity-weighted vote of neighbours, vectorised over rows.
+
+    A class's vote is the sum of ``(1 + cos) / 2`` over the neighbours holding it. Computed
+    per neighbour slot (``k x k`` vector operations, no dense rows x classes table); sums
+    run over the slots in order, so they equal a per-class accumulation bit for bit.
+
+    Args:
+        sims: (N, k) cosine similarities of each row's neighbours.
+        classes: (N, k) class numbers (``< n_classes``) of those neighbours.
+        n_classes: number of classes.
+
+    Returns:
+        Winning class (N,) (lowest class number on a tie) and its share of the weight (N,).
+    """
+    n, k = sims.shape
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    w = (1.0 + sims.astype(np.float64)) / 2.0 + 1e-9
+    total = np.zeros(n, dtype=np.float64)
+    best = np.full(n, -1.0)
+    pred = np.full(n, n_classes, dtype=np.int64)
+    for j in range(k):
+        total += w[:, j]
+        cj = classes[:, j]
+        score = np.zeros(n, dtype=np.float64)
+        for i in range(k):
+            score += np.where(classes[:, i] == cj, w[:, i], 0.0)
+        better = (score > best) | ((score == best) & (cj < pred))
+        best = np.where(better, score, best)
+        pred = np.where(better, cj, pred)
+    return pred, (best / total).astype(np.float32)
+
+
+class SeedVoter:
+    """Exact kNN vote of many cells against a fixed set of seeds.
+
+    Every cell is compared with every seed: a (cells x seeds) matrix product per block of
+    :data:`BLOCK_ROWS` cells (FAISS flat inner product: BLAS plus a heap top-k), then the
+    ``k`` best seeds vote. Blocks run on a pool of one thread per core, each calling FAISS
+    single-threaded: no OpenMP barriers, which stall badly on a busy machine.
+    """
+
+    def __init__(self, seed_vectors: np.ndarray, seed_classes: np.ndarray, n_classes: int, k: int) -> None:
+        self.k = max(1, min(int(k), len(seed_vectors)))
+        self.classes = np.asarray(seed_classes, dtype=np.int64)
+        self.n_classes = int(n_classes)
+        self.dim = int(seed_vectors.shape[1])
+        self.index = seed_index(seed_vectors)
+
+    def _block(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        sims, nn = self.index.search(q, self.k)
+        return vote(sims, self.classes[nn], self.n_classes)
+
+    def __call__(
+        self, queries: np.ndarray | list[np.ndarray], block: int = BLOCK_ROWS
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted class numbers (N,) and confidences (N,) of unit vectors (N, D).
+
+        ``queries`` is one matrix or a list of matrices (e.g. the zero-copy chunks of an
+        Arrow column), labelled as if stacked.
+        """
+        mats = queries if isinstance(queries, list) else [queries]
+        qs = [np.ascontiguousarray(m, dtype=np.float32).reshape(-1, self.dim) for m in mats]
+        blocks = [q[b : b + block] for q in qs for b in range(0, len(q), block)]
+        if not blocks:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        parts = list(_search_pool().map(self._block, blocks))
+        return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _search_pool() -> ThreadPoolExecutor:
+    """The process-wide pool of single-threaded FAISS workers (one per core, made once)."""
+    if not _POOL:
+        _POOL.append(
+            ThreadPoolExecutor(
+                max_workers=max(1, min(os.cpu_count() or 1, 8)),
+                thread_name_prefix="earthvec-knn",
+                initializer=faiss.omp_set_num_threads,
+                initargs=(1,),
+            )
+        )
+    return _POOL[0]
+
+
+def embedding_chunks(table: pa.Table) -> list[np.ndarray]:
+    """The ``embedding`` column as (n_i, D) float32 matrices, one per Arrow chunk (no copy)."""
+    col = table.column(contract.EMBEDDING)
+    dim = col.type.list_size
+    return [
+        np.asarray(ch.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+        for ch in col.chunks
+    ]
+
+
 def knn_vote(
     seed_vectors: np.ndarray, seed_classes: np.ndarray, n_classes: int, queries: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Similarity-weighted kNN vote (exact, numpy).
+    """Similarity-weighted kNN vote (exact).
+
+    Each query takes its ``k`` most similar seeds; votes weigh ``(1 + cos) / 2``.
 
     Args:
         seed_vectors: (S, D) unit vectors of the seeds.
@@ -71,23 +185,7 @@ def knn_vote(
     Returns:
         Predicted class numbers (N,) and confidences (N,) in (0, 1].
     """
-    k = max(1, min(k, len(seed_vectors)))
-    sims = queries @ seed_vectors.T
-    nn = (
-        np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        if k < len(seed_vectors)
-        else np.tile(np.arange(len(seed_vectors)), (len(queries), 1))
-    )
-    w = (1.0 + np.take_along_axis(sims, nn, axis=1)) / 2.0 + 1e-9
-    votes = np.zeros((len(queries), n_classes), dtype=np.float64)
-    np.add.at(
-        votes,
-        (np.repeat(np.arange(len(queries)), nn.shape[1]), seed_classes[nn].ravel()),
-        w.ravel(),
-    )
-    pred = votes.argmax(axis=1)
-    conf = votes[np.arange(len(queries)), pred] / votes.sum(axis=1)
-    return pred, conf.astype(np.float32)
+    return SeedVoter(seed_vectors, seed_classes, n_classes, k)(queries)
 
 
 @dataclass
@@ -193,8 +291,78 @@ class LabelResult:
         }
 
 
+@dataclass(frozen=True)
+class MapSource:
+    """What a label map reads: the database folder and its resolutions."""
+
+    db: Path
+    resolution: int
+    partition_resolution: int
+    model: str
+
+    @classmethod
+    def of(cls, db: str | Path | VectorIndex) -> MapSource:
+        """From an open index (no I/O) or a database folder (contract-checked metadata)."""
+        if isinstance(db, VectorIndex):
+            return cls(Path(db.db), db.resolution, db.sidecar.partition_resolution, db.model)
+        meta = contract.read_meta(db)
+        return cls(Path(db), meta.h3_resolution, meta.partition_resolution, meta.model)
+
+
+def _partition_tables(src: MapSource, flt: Filter, progress: bool) -> Iterator[pa.Table]:
+    """Most recent rows (inside ``flt``) of each partition overlapping ``flt``'s region."""
+    files = partition_files(src.db)
+    parts = list(files)
+    ranges = flt.id_ranges(src.resolution)
+    if ranges:
+        parts = [p for p in parts if any(_overlaps(p, lo, hi, src.resolution) for lo, hi in ranges)]
+    cols = [contract.H3, contract.DATETIME, contract.LAT, contract.LON, contract.GEOMETRY, contract.EMBEDDING]
+    if not flt.empty:
+        cols.append(contract.VALID_FRACTION)
+    # a time range picks each cell's most recent row inside the range (as search does)
+    expr = flt.arrow_expression(src.resolution) if flt.has_time else None
+    for p in tqdm(parts, desc="labelling partitions", unit="part", disable=not progress):
+        table = latest_rows(read_files(files[p], cols, expr))[0]
+        if not flt.empty and table.num_rows:
+            table = table.filter(pa.array(flt.mask(table, src.resolution)))
+        if table.num_rows:
+            yield table
+
+
+def _prefetch(it: Iterator[pa.Table]) -> Iterator[pa.Table]:
+    """Iterate ``it`` one item ahead in a worker thread (Parquet decoding releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="earthvec-read") as pool:
+        nxt = pool.submit(next, it, None)
+        while True:
+            table = nxt.result()
+            if table is None:
+                return
+            nxt = pool.submit(next, it, None)
+            yield table
+
+
+def _predict(
+    src: MapSource, voter: SeedVoter, classes: pa.Array, flt: Filter, progress: bool
+) -> Iterator[tuple[pa.Table, np.ndarray]]:
+    schema = prediction_schema()
+    for table in _prefetch(_partition_tables(src, flt, progress)):
+        pred, conf = voter(embedding_chunks(table))
+        out = pa.Table.from_arrays(
+            [
+                table.column(contract.H3),
+                table.column(contract.LAT),
+                table.column(contract.LON),
+                table.column(contract.GEOMETRY),
+                classes.take(pa.array(pred)),
+                pa.array(conf, type=pa.float32()),
+            ],
+            schema=schema,
+        )
+        yield out, pred
+
+
 def predict_partitions(
-    vi: VectorIndex,
+    db: str | Path | VectorIndex,
     seed_vectors: np.ndarray,
     seed_classes: np.ndarray,
     classes: np.ndarray,
@@ -203,51 +371,41 @@ def predict_partitions(
     flt: Filter | None = None,
     progress: bool = False,
 ) -> Iterator[pa.Table]:
-    """Yield one prediction table per partition (streaming; one partition in memory).
+    """Yield one prediction table per partition (streaming).
 
-    A region filter skips partitions outside it; a time range labels each cell by its most
-    recent row inside the range.
+    Every cell is scored against every seed (exact; :class:`SeedVoter`). The next partition
+    is read while one is labelled, so at most two partitions are in memory. A region filter
+    skips partitions outside it; a time range labels each cell by its most recent row inside
+    the range.
     """
-    flt = flt or Filter()
-    files = partition_files(vi.db)
-    parts = list(files)
-    ranges = flt.id_ranges(vi.resolution)
-    if ranges:
-        parts = [p for p in parts if any(_overlaps(p, lo, hi, vi.resolution) for lo, hi in ranges)]
-    cols = [
-        contract.H3,
-        contract.DATETIME,
-        contract.LAT,
-        contract.LON,
-        contract.GEOMETRY,
-        contract.VALID_FRACTION,
-        contract.EMBEDDING,
-    ]
-    # a time range picks each cell's most recent row inside the range (as search does)
-    expr = flt.arrow_expression(vi.resolution) if flt.has_time else None
-    for p in tqdm(parts, desc="labelling partitions", unit="part", disable=not progress):
-        table = latest_rows(read_files(files[p], cols, expr))[0]
-        if not flt.empty:
-            table = table.filter(pa.array(flt.mask(table, vi.resolution)))
-        if table.num_rows == 0:
-            continue
-        pred, conf = knn_vote(seed_vectors, seed_classes, len(classes), contract.embeddings_matrix(table), k)
-        yield pa.Table.from_arrays(
-            [
-                table.column(contract.H3),
-                table.column(contract.LAT),
-                table.column(contract.LON),
-                table.column(contract.GEOMETRY),
-                pa.array(classes[pred].tolist(), type=pa.string()),
-                pa.array(conf, type=pa.float32()),
-            ],
-            schema=prediction_schema(),
-        )
+    src = MapSource.of(db)
+    voter = SeedVoter(seed_vectors, seed_classes, len(classes), k)
+    names = pa.array([str(c) for c in classes], type=pa.string())
+    for table, _ in _predict(src, voter, names, flt or Filter(), progress):
+        yield table
 
 
 def _overlaps(part: str, lo: int, hi: int, res: int) -> bool:
     plo, phi = h3grid.descendant_range(h3grid.parse_cell(part), res)
     return plo <= hi and lo <= phi
+
+
+def seeds_with_vectors(
+    db: str | Path | VectorIndex, seeds: str | Path, src: MapSource
+) -> tuple[Seeds, np.ndarray]:
+    """Read seeds, map them onto the database's cells and fetch their (most recent) vectors.
+
+    With an open index the vectors come from it; with a folder only the partitions holding
+    seeds are read (no index is needed or built).
+    """
+    df = read_seeds(seeds)
+    if isinstance(db, VectorIndex):
+        s = map_seeds(df, db.ids, db.resolution, seeds)
+        return s, db.vectors(s.cells)
+    wanted = seed_cells(df, src.resolution, str(seeds))
+    ids, vecs = lookup_latest(src.db, wanted, src.partition_resolution)
+    s = map_seeds(df, ids, src.resolution, seeds)
+    return s, vecs[np.searchsorted(ids, s.cells)]
 
 
 def label_db(
@@ -266,7 +424,9 @@ def label_db(
     Writes the map to ``out`` (GeoParquet: h3, lat, lon, geometry, label, confidence) and a
     copy to ``DB/predictions/<out name>``; the seeds mapped to cells go to
     ``DB/labels/<seed file stem>.parquet``. Files are written atomically; nothing is
-    written when the seeds are unusable.
+    written when the seeds are unusable. Every cell is compared with every seed (exact),
+    partition by partition: memory holds a few partitions, never the database. A folder
+    needs no FAISS index (seed vectors are read from the seeds' partitions).
 
     Args:
         db: database folder or open index.
@@ -284,49 +444,50 @@ def label_db(
     """
     if k < 1:
         raise SeedError(f"k={k}: use at least one neighbour")
-    vi = as_index(db)
-    s = map_seeds(read_seeds(seeds), vi.ids, vi.resolution, seeds)
+    src = MapSource.of(db)
+    s, vectors = seeds_with_vectors(db, seeds, src)
     if flt is not None:
-        flt.validate(vi.resolution)
-    vectors = vi.vectors(s.cells)
+        flt.validate(src.resolution)
     classes, y = np.unique(s.labels, return_inverse=True)
-    bres = max(0, vi.resolution - BLOCK_RES_OFFSET) if block_res is None else block_res
-    if not 0 <= bres <= vi.resolution:
-        raise SeedError(f"block resolution {bres} must lie in [0, {vi.resolution}]")
+    bres = max(0, src.resolution - BLOCK_RES_OFFSET) if block_res is None else block_res
+    if not 0 <= bres <= src.resolution:
+        raise SeedError(f"block resolution {bres} must lie in [0, {src.resolution}]")
     cv = spatial_cv(s.cells, vectors, s.labels, k=k, block_res=bres, n_folds=n_folds)
-    counts: dict[str, int] = dict.fromkeys(classes.tolist(), 0)
-    n = 0
+    result = LabelResult(s, cv, 0, dict.fromkeys(classes.tolist(), 0), None, None, k)
+    voter = SeedVoter(vectors, y, len(classes), k)
+    names = pa.array(classes.tolist(), type=pa.string())
+    counts = np.zeros(len(classes), dtype=np.int64)
+    out_path = Path(out) if out is not None else None
     tmp: Path | None = None
     writer: pq.ParquetWriter | None = None
-    result = LabelResult(s, cv, 0, counts, None, None, k)
-    out_path = Path(out) if out is not None else None
     try:
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
-        for t in predict_partitions(vi, vectors, y, classes, k=k, flt=flt, progress=progress):
-            n += t.num_rows
-            names, c = np.unique(t.column(LABEL).to_numpy(zero_copy_only=False), return_counts=True)
-            for name, cnt in zip(names, c, strict=True):
-                counts[str(name)] += int(cnt)
-            if tmp is not None:
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, _schema_with_meta(vi, result), compression="zstd")
-                writer.write_table(t)
-        result.n_cells = n
-        if tmp is not None and out_path is not None:
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, _schema_with_meta(vi, result), compression="zstd")
+            writer = _map_writer(tmp, src, result)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="earthvec-write") as pool:
+            pending: Future[None] | None = None
+            for t, pred in _predict(src, voter, names, flt or Filter(), progress):
+                counts += np.bincount(pred, minlength=len(classes))
+                result.n_cells += t.num_rows
+                if writer is not None:  # write in the background while the next block is labelled
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(writer.write_table, t)
+            if pending is not None:
+                pending.result()
+        result.predicted_counts = {str(c): int(n) for c, n in zip(classes, counts, strict=True)}
+        if writer is not None and tmp is not None and out_path is not None:
             writer.close()
             writer = None
             os.replace(tmp, out_path)
             result.out = out_path
-            copy = Path(vi.db) / contract.PREDICTIONS_DIR / out_path.name
+            copy = src.db / contract.PREDICTIONS_DIR / out_path.name
             if copy.resolve() != out_path.resolve():
                 _copy_atomic(out_path, copy)
             result.copy = copy
             contract.write_table_atomic(
-                s.table(), Path(vi.db) / contract.LABELS_DIR / f"{Path(seeds).stem}.parquet"
+                s.table(), src.db / contract.LABELS_DIR / f"{Path(seeds).stem}.parquet"
             )
     finally:
         if writer is not None:
@@ -336,7 +497,19 @@ def label_db(
     return result
 
 
-def _schema_with_meta(vi: VectorIndex, result: LabelResult) -> pa.Schema:
+label_map = label_db
+"""Alias: the planet-scale kNN label map (see :func:`label_db`)."""
+
+
+def _map_writer(path: Path, src: MapSource, result: LabelResult) -> pq.ParquetWriter:
+    # dictionary-encode only the label: h3, geometry and scores are (nearly) unique, and
+    # trying dictionaries on them costs more time than the file saves
+    return pq.ParquetWriter(
+        path, _schema_with_meta(src, result), compression=MAP_COMPRESSION, use_dictionary=[LABEL]
+    )
+
+
+def _schema_with_meta(vi: MapSource, result: LabelResult) -> pa.Schema:
     info = {
         "model": vi.model,
         "h3_resolution": vi.resolution,

@@ -158,7 +158,9 @@ def map_seeds(df: pd.DataFrame, indexed: np.ndarray, res: int, path: str | Path 
     cells = seed_cells(df, res, str(path))
     labels = df[LABEL].to_numpy(dtype=object)
     pos = np.searchsorted(indexed, cells)
-    inside = (pos < len(indexed)) & (indexed[np.minimum(pos, len(indexed) - 1)] == cells)
+    inside = np.zeros(len(cells), dtype=bool)
+    if len(indexed):
+        inside = (pos < len(indexed)) & (indexed[np.minimum(pos, len(indexed) - 1)] == cells)
     if not inside.any():
         raise SeedError(
             f"none of the {len(cells)} seeds in {path} falls in a cell of the database "

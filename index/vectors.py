@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from embedder import contract
+from embedder import contract, h3grid
 
 ATTR_COLUMNS = [
     contract.H3,
@@ -68,6 +68,8 @@ def latest_rows(table: pa.Table) -> tuple[pa.Table, bool]:
     h3 = np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64)
     if len(h3) == 0:
         return table, False
+    if len(h3) == 1 or bool(np.all(h3[1:] > h3[:-1])):
+        return table, False  # one row per cell, already sorted: nothing to copy
     order = np.lexsort((datetime_int(table), h3))
     hs = h3[order]
     last = np.empty(len(hs), dtype=bool)
@@ -105,3 +107,35 @@ def iter_latest(
             continue
         table, multi = latest_rows(read_files(files, cols))
         yield part, table, multi
+
+
+def lookup_latest(db: str | Path, cells: np.ndarray, partition_res: int) -> tuple[np.ndarray, np.ndarray]:
+    """The most recent vectors of those ``cells`` that the database holds.
+
+    Reads only the partitions holding ``cells`` (a pushed-down ``isin`` filter), so a few
+    thousand cells of a planet-sized database cost a few partition scans, no index.
+
+    Returns:
+        The found cells (sorted unique uint64) and their vectors (n, dim) float32.
+    """
+    cells = np.unique(np.asarray(cells, dtype=np.uint64))
+    files = partition_files(db)
+    found: list[np.ndarray] = []
+    vecs: list[np.ndarray] = []
+    parents = h3grid.cell_parents(cells, partition_res) if len(cells) else cells
+    for p in np.unique(parents):
+        key = h3grid.cell_to_str(int(p))
+        if key not in files:
+            continue
+        want = pa.array(cells[parents == p], type=pa.uint64())
+        expr = pc.field(contract.H3).isin(want)
+        table = latest_rows(
+            read_files(files[key], [contract.H3, contract.DATETIME, contract.EMBEDDING], expr)
+        )[0]
+        found.append(np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64))
+        vecs.append(contract.embeddings_matrix(table))
+    if not found:
+        return np.zeros(0, dtype=np.uint64), np.zeros((0, 0), dtype=np.float32)
+    ids = np.concatenate(found)
+    order = np.argsort(ids, kind="stable")
+    return ids[order], np.concatenate(vecs)[order]

@@ -94,10 +94,12 @@ class TrainConfig:
         w_cross: weight of the cross-modal loss.
         w_colearn: weight of the co-learning losses.
         w_mae: weight of the reconstruction losses.
+        recalibrate_chips: full-size chips per source used to recompute BatchNorm statistics
+            after training (0: keep the running estimates from the training views).
     """
 
     seed: int = 0
-    steps: int = 400
+    steps: int = 300
     lr: float = 2e-3
     weight_decay: float = 0.05
     batch_eurosat: int = 96
@@ -122,6 +124,7 @@ class TrainConfig:
     w_cross: float = 1.0
     w_colearn: float = 0.3
     w_mae: float = 1.0
+    recalibrate_chips: int = 256
 
     def objectives(self) -> list[str]:
         """Names of the switched-on objectives."""

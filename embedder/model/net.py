@@ -149,8 +149,11 @@ class ModalityEncoder(nn.Module):
     def _spectral(
         self, inp: ModalityInput, spectral: torch.Tensor, token_mask: torch.Tensor | None
     ) -> torch.Tensor:
-        """Band-set agnostic spectral summary: per-band valid-pixel mean and std, mapped by
-        wavelength-generated weights and averaged over the bands present."""
+        """Band-set agnostic spectral summary of a chip.
+
+        Per-band valid-pixel mean and std, mapped by wavelength-generated weights and
+        averaged over the bands present.
+        """
         pw = inp.valid
         if token_mask is not None:
             hide = token_mask[:, None].to(pw.dtype)

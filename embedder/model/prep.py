@@ -154,7 +154,9 @@ def augment(
             keep[np.arange(n), rng.integers(0, c, size=n)] = True
             keep[rng.random(n) >= band_drop_p] = True
         bm = inp.band_mask * torch.from_numpy(keep).to(device=dev, dtype=x.dtype)
-        scale = torch.from_numpy(rng.uniform(1 - gain, 1 + gain, size=(n, 1, 1, 1)).astype(np.float32)).to(dev)
+        scale = torch.from_numpy(rng.uniform(1 - gain, 1 + gain, size=(n, 1, 1, 1)).astype(np.float32)).to(
+            dev
+        )
         shift = torch.from_numpy(rng.normal(0.0, noise, size=(n, c, 1, 1)).astype(np.float32)).to(dev)
         targets[m] = {"x": x, "band_mask": inp.band_mask, "valid": valid}
         present = inp.present & torch.from_numpy(keep_mod[:, j]).to(dev)

@@ -151,6 +151,45 @@ def _token_masks(
     return out
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(
+    net: MultimodalNet,
+    data: TrainingData,
+    rng: np.random.Generator,
+    stats: dict[str, Any],
+    chip_px: int,
+    device: torch.device,
+    per_source: int,
+) -> None:
+    """Recompute BatchNorm statistics on full-size, un-augmented chips of every source.
+
+    Training sees small augmented views; embedding sees whole chips. Exact averages over
+    ``per_source`` chips of each source replace the running estimates (no labels involved).
+    """
+    if per_source <= 0:
+        return
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    batches: list[dict[str, ModalityInput]] = []
+    for prepared in (data.eurosat, data.global_chips):
+        if prepared is not None:
+            n = len(next(iter(prepared.values())).x)
+            batches.append(take_inputs(prepared, rng.choice(n, size=min(per_source, n), replace=False)))
+    for scenes in (data.pairs, data.landsat):
+        if scenes is not None:
+            batches.append(to_inputs(sources.random_crops(scenes, per_source, rng), stats, chip_px, device))
+    for b in batches:
+        for start in range(0, len(next(iter(b.values())).x), 128):
+            rows = np.arange(start, min(start + 128, len(next(iter(b.values())).x)))
+            net(take_inputs(b, rows))
+    for m in bns:
+        m.momentum = 0.1
+    net.eval()
+
+
 def _lr(step: int, cfg: TrainConfig) -> float:
     warm = max(1, cfg.steps // 20)
     if step < warm:
@@ -241,6 +280,7 @@ def train(
             row["step"] = step
             history.append(row)
             log.info("step %d/%d loss %.4f %s", step, tcfg.steps, float(loss.detach()), row)
+    recalibrate_batchnorm(net, data, rng, stats, mcfg.chip_px, dev, tcfg.recalibrate_chips)
     seconds = time.perf_counter() - t0
     info = {
         "sources": data.sources,

@@ -11,7 +11,7 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from embedder.errors import InputNotFoundError
-from embedder.global_cells import centres, children_block, iter_blocks, land_block
+from embedder.global_cells import cell_chips, centres, children_block, iter_blocks, land_block
 from embedder.global_grid import ChipGrid
 from embedder.global_labels import igbp_classes, labels_table, majority_labels
 from embedder.global_layers import (
@@ -211,3 +211,11 @@ def test_training_chip_batch_from_data_root() -> None:
     batch = training_chip_batch(ROOT.parent, n=64, seed=0)
     assert len(batch) == 64 and set(batch.modalities) == {"optical", "elevation", "climate"}
     assert batch.modalities["optical"].present.all()
+
+
+def test_cell_chips_are_centred_on_the_cells(layers: GlobalLayers) -> None:
+    cells = np.array([h3i.latlng_to_cell(a, b, 5) for a, b in [SAHARA, GREENLAND]], dtype=np.uint64)
+    batch, lat, lon = cell_chips(layers, cells)
+    want = np.array([h3i.cell_to_latlng(int(c)) for c in cells])
+    np.testing.assert_allclose(np.c_[lat, lon], want)
+    assert batch.modalities["climate"].data[:, 0, 8, 8].tolist() == [2.0, 5.0]

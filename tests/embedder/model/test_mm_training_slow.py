@@ -17,7 +17,9 @@ def test_train_cli_reproduces_shipped_checkpoint(capsys) -> None:
     ckpt = load_checkpoint(shipped)
     steps = str(ckpt.train_config["steps"])
     threads = str(ckpt.info.get("threads", 2))
-    rc = main(["train", "--out", str(shipped), "--check", "--steps", steps, "--threads", threads, "--device", "cpu"])
+    rc = main(
+        ["train", "--out", str(shipped), "--check", "--steps", steps, "--threads", threads, "--device", "cpu"]
+    )
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "reproduced" in out and ckpt.version in out
