@@ -58,17 +58,27 @@ def build_api_index(db: Path, factory: str) -> tuple[float, Any]:
     return timed(lambda: open_index(db, rebuild=True, factory=factory))
 
 
-def set_nprobe(vi: Any, nprobe: int) -> None:
-    """Set ``nprobe`` on an open earthvec index (IVF)."""
+def set_knob(vi: Any, value: int) -> str:
+    """Set ``nprobe`` (IVF) or ``efSearch`` (HNSW) on an open earthvec index; return its name."""
     import faiss
 
-    faiss.extract_index_ivf(vi.index).nprobe = nprobe
+    ivf = faiss.try_extract_index_ivf(vi.index)
+    if ivf is not None:
+        ivf.nprobe = value
+        return "nprobe"
+    inner = vi.index
+    if isinstance(inner, faiss.IndexIDMap):
+        inner = faiss.downcast_index(inner.index)
+    if isinstance(inner, faiss.IndexHNSW):
+        inner.hnsw.efSearch = value
+        return "efSearch"
+    return ""
 
 
 def api_rows(
     db: Path,
     factory: str,
-    nprobe: int,
+    knob_value: int,
     cells: np.ndarray,
     x: np.ndarray,
     q: np.ndarray,
@@ -85,11 +95,11 @@ def api_rows(
     """
     log(f"  building the earthvec index of {db} ({factory}) ...")
     build_s, vi = build_api_index(db, factory)
-    set_nprobe(vi, nprobe)
+    knob = set_knob(vi, knob_value)
     api = ApiSearch(vi, cells)
     found = api.search(q, k)
     rec = recall_at_k(found, truth, k)
-    row = Row("earthvec API", f"{factory} (index.search.top_k)", "nprobe", nprobe, rec)
+    row = Row("earthvec API", f"{factory} (index.search.top_k)", knob, knob_value, rec)
     row.build_s = build_s
     row.qps_batch = qps_batched(lambda a: api.search(a, k), q)
     row.qps_single = qps_single(lambda a: api.search(a, k), q[:single_queries])

@@ -19,21 +19,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def summary(results: dict[str, Any], target: float) -> dict[str, Any]:
     """Ratios side by side and whether each issue-5 target is met in this run."""
-    ivf, hl, us = _row(results, "FAISS IVF"), _row(results, "hnswlib"), _row(results, "usearch")
+    engine = results.get("plan", {}).get("engine", "FAISS IVF")
+    ivf, hl, us = _row(results, engine), _row(results, "hnswlib"), _row(results, "usearch")
     out: dict[str, Any] = {"target_recall": target}
     if ivf:
-        out["earthvec_structure"] = ivf["config"]
-        out["ivf_recall"] = ivf["recall"]
+        out["earthvec_structure"] = f"{engine}: {ivf['config']}"
+        out["earthvec_structure_recall"] = ivf["recall"]
     for name, peer in (("hnswlib", hl), ("usearch", us)):
         if ivf and peer:
-            out[f"ivf_vs_{name}"] = {
+            out[f"earthvec_structure_vs_{name}"] = {
                 "single": _ratio(ivf["qps_single"], peer["qps_single"]),
                 "batched": _ratio(ivf["qps_batch"], peer["qps_batch"]),
                 "peer_recall": peer["recall"],
             }
     checks: dict[str, Any] = {}
     if ivf and hl:
-        r = out["ivf_vs_hnswlib"]
+        r = out["earthvec_structure_vs_hnswlib"]
         checks["qps >= 1.5x hnswlib at recall >= 0.95"] = bool(
             ivf["reached_target"]
             and r["single"]
@@ -41,7 +42,7 @@ def summary(results: dict[str, Any], target: float) -> dict[str, Any]:
             and min(r["single"], r["batched"]) >= TARGET_VS_HNSWLIB
         )
     if ivf and us:
-        r = out["ivf_vs_usearch"]
+        r = out["earthvec_structure_vs_usearch"]
         checks["qps >= usearch at recall >= 0.95"] = bool(
             ivf["reached_target"] and r["single"] and r["batched"] and min(r["single"], r["batched"]) >= 1.0
         )
@@ -102,7 +103,7 @@ def render(results: dict[str, Any]) -> str:
     if api.get("overhead_vs_raw_faiss"):
         o = api["overhead_vs_raw_faiss"]
         lines.append(
-            f"earthvec API overhead over raw FAISS at nprobe={o['nprobe']}: "
+            f"earthvec API overhead over raw {o.get('engine', 'FAISS')} at {o.get('knob', o.get('nprobe'))}: "
             f"single {_fmt(o['single'], '+.1%')}, batched {_fmt(o['batched'], '+.1%')}"
         )
     if api.get("streamed_build"):
@@ -125,11 +126,11 @@ def render(results: dict[str, Any]) -> str:
         lines += ["", f"compressed path: {c}"]
     s = results.get("summary", {})
     for name in ("hnswlib", "usearch"):
-        r = s.get(f"ivf_vs_{name}")
+        r = s.get(f"earthvec_structure_vs_{name}")
         if r:
             lines.append(
-                f"FAISS IVF / {name} QPS at recall>={s['target_recall']}: single x{r['single']}, "
-                f"batched x{r['batched']} ({name} recall {r['peer_recall']})"
+                f"{s['earthvec_structure']} / {name} QPS at recall>={s['target_recall']}: "
+                f"single x{r['single']}, batched x{r['batched']} ({name} recall {r['peer_recall']})"
             )
     lines += ["", "targets:"]
     for k, v in s.get("checks", {}).items():

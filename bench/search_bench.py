@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, out)
 
     ivf_factory = plan.factory if "IVF" in plan.factory else f"IVF{fac.nlist_for(a.n)},Flat"
+    engine = "FAISS HNSW" if "HNSW" in plan.factory and "IVF" not in plan.factory else "FAISS IVF"
+    api_factory = plan.factory if plan.factory != "Flat" else ivf_factory
+    results["plan"]["engine"] = engine if plan.factory != "Flat" else "FAISS IVF"
     for peer, cfg in all_peers(a, ivf_factory):
         target = a.target if peer.knob else 1.0
         rows.append(run_peer(peer, cfg, x, q, truth, k=a.k, target=target, log=log))
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         results["hnsw_batched_add"] = hnsw_add_check(x[: min(a.n, 200_000)], q, a.k)
         save()
     if "api" in a.peers:
-        api_part(a, ts, x, q, truth, rows, results, ivf_factory, save)
+        api_part(a, ts, x, q, truth, rows, results, api_factory, save)
     del x
     if a.big_n:
         results["compressed"] = compressed_path(a, real)
@@ -255,11 +258,12 @@ def api_part(
     truth: np.ndarray,
     rows: list[Row],
     results: dict[str, Any],
-    ivf_factory: str,
+    factory: str,
     save: Callable[[], None],
 ) -> None:
     """Earthvec API rows: search overhead, filtered queries, label map, streamed build."""
     from bench import api, db
+    from index import factory as fac
 
     why = api.api_available()
     if why:
@@ -278,21 +282,24 @@ def api_part(
         tmp.rename(base_db)
         results.setdefault("api", {})["write_parquet_s"] = round(t_w, 1)
     shutil.rmtree(base_db / "index", ignore_errors=True)
-    raw = next((r for r in rows if r.engine == "FAISS IVF"), None)
-    nprobe = raw.knob_value if raw and raw.knob_value else 16
-    row, filt, vi = api.api_rows(base_db, ivf_factory, int(nprobe), cells, x, q, truth, k=a.k, log=log)
+    raw_engine = "FAISS HNSW" if "HNSW" in factory and "IVF" not in factory else "FAISS IVF"
+    raw = next((r for r in rows if r.engine == raw_engine), None)
+    knob = raw.knob_value if raw and raw.knob_value else 16
+    row, filt, vi = api.api_rows(base_db, factory, int(knob), cells, x, q, truth, k=a.k, log=log)
     rows.append(row)
     info = results.setdefault("api", {})
     info["filtered"] = filt
     if raw is not None and raw.qps_single and raw.qps_batch and row.qps_single and row.qps_batch:
         info["overhead_vs_raw_faiss"] = {  # extra time per query relative to raw FAISS
-            "nprobe": nprobe,
+            "engine": raw_engine,
+            "knob": f"{raw.knob}={knob}",
             "single": round(raw.qps_single / row.qps_single - 1, 4),
             "batched": round(raw.qps_batch / row.qps_batch - 1, 4),
         }
     del vi
     save()
-    info["streamed_build"] = streamed_build(base_db, ivf_factory, q, truth, ts)
+    ivf = factory if "IVF" in factory else f"IVF{fac.nlist_for(a.n)},Flat"  # adds block by block
+    info["streamed_build"] = streamed_build(base_db, ivf, q, truth, ts)
     save()
     info["label_map"] = label_map_part(a, ts, base_db, cache, tag)
     save()

@@ -50,7 +50,9 @@ def exact(base: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int) -> np.ndarra
 
 def test_rules_follow_size_and_memory() -> None:
     assert fac.choose_factory(99_999, 128, 8 * GIB) == "Flat"
-    assert fac.choose_factory(1_000_000, 128, 8 * GIB) == "IVF4096,Flat"
+    assert fac.choose_factory(1_000_000, 128, 8 * GIB) == "HNSW32"
+    assert fac.choose_factory(1_000_000, 128, 1 * GIB) == "IVF4096,Flat"  # the graph does not fit
+    assert fac.choose_factory(8_000_000, 128, 16 * GIB) == "IVF8192,Flat"  # too many for a graph
     big = fac.plan_index(10_000_000, 128, 4 * GIB)
     assert big.factory == "IVF16384_HNSW32,PQ64x4fs,Refine(SQ8)"
     assert big.total_bytes <= 4 * GIB < 10_000_000 * 128 * 4
@@ -187,3 +189,21 @@ def test_remove_support_matches_faiss(patches: np.ndarray) -> None:
 def test_empty_stream_is_an_error() -> None:
     with pytest.raises(fac.IndexBuildError, match="no vectors"):
         fac.build_from_blocks(lambda: iter(()))
+
+
+@pytest.mark.gpu
+def test_gpu_training_matches_cpu_quality(patches: np.ndarray) -> None:
+    if not fac.gpu_available():
+        pytest.skip("no CUDA FAISS or no GPU")
+    x, q = patches[:20_000], patches[30_000:30_200]
+    ids = np.arange(len(x), dtype=np.int64)
+    truth = exact(x, ids, q, 10)
+    recalls = []
+    for gpu in (False, True):
+        built = fac.build_from_blocks(blocks_of(x, ids, 5_000), factory="IVF128,Flat", gpu=gpu)
+        assert built.gpu is gpu
+        faiss.extract_index_ivf(built.index).nprobe = 16
+        recalls.append(fac.recall_at_k(built.index.search(q, 10)[1], truth))
+    assert abs(recalls[0] - recalls[1]) < 0.03
+    exact_gpu = fac.to_gpu(fac.build_from_blocks(blocks_of(x, ids, 5_000)).index)
+    assert fac.recall_at_k(exact_gpu.search(q, 10)[1], truth) >= 0.99

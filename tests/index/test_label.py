@@ -181,3 +181,77 @@ def open_index_vectors(db: Path, eurosat_labels: pd.DataFrame) -> np.ndarray:
     from index.store import open_index
 
     return open_index(db).vectors(eurosat_labels["h3"].to_numpy(dtype=np.uint64))
+
+
+def oracle_vote(seeds: np.ndarray, y: np.ndarray, n_classes: int, queries: np.ndarray, k: int):
+    """Brute-force float64 kNN vote (numpy): labels, confidences and the k-th/(k+1)-th gap."""
+    sims = queries.astype(np.float64) @ seeds.astype(np.float64).T
+    order = np.argsort(-sims, axis=1, kind="stable")
+    top = np.take_along_axis(sims, order, axis=1)
+    votes = np.zeros((len(queries), n_classes))
+    for j in range(k):
+        np.add.at(votes, (np.arange(len(queries)), y[order[:, j]]), (1 + top[:, j]) / 2)
+    gap = top[:, k - 1] - top[:, k] if seeds.shape[0] > k else np.full(len(queries), np.inf)
+    return votes.argmax(axis=1), votes.max(axis=1) / votes.sum(axis=1), gap
+
+
+def test_label_map_equals_numpy_oracle(
+    db: Path, tmp_path: Path, eurosat_labels: pd.DataFrame
+) -> None:
+    # every third cell is a seed; the map labels all 369 cells
+    seeds = eurosat_labels.iloc[::3]
+    csv = tmp_path / "third.csv"
+    seeds[["h3", "label"]].assign(h3=[h3grid.cell_to_str(int(c)) for c in seeds["h3"]]).to_csv(
+        csv, index=False
+    )
+    out = tmp_path / "map.parquet"
+    r = label_db(db, csv, k=7, out=out)  # a folder: seeds read from Parquet, no index built
+    assert not (db / contract.INDEX_DIR).exists()
+    t = pq.read_table(out)
+    classes, y = np.unique(seeds["label"], return_inverse=True)
+    by_cell = eurosat_labels.set_index("h3")
+    cells = t.column(contract.H3).to_numpy()
+    assert (np.diff(cells.astype(np.uint64)) > 0).all() and len(cells) == len(eurosat_labels)
+    queries = np.stack(by_cell.loc[cells, "vec"].to_numpy())
+    want, want_conf, gap = oracle_vote(np.stack(seeds["vec"].to_numpy()), y, len(classes), queries, 7)
+    got = np.searchsorted(classes, np.array(t.column(LABEL).to_pylist()))
+    clear = gap > 1e-6  # float32 products may swap neighbours closer than that
+    assert clear.mean() > 0.95
+    np.testing.assert_array_equal(got[clear], want[clear])
+    np.testing.assert_allclose(t.column(CONFIDENCE).to_numpy()[clear], want_conf[clear], rtol=1e-5)
+    assert r.predicted_counts == {
+        c: int((np.array(t.column(LABEL).to_pylist()) == c).sum()) for c in classes
+    }
+    # the same map from an open index (seed vectors taken from the index)
+    from index.store import open_index
+
+    out2 = tmp_path / "map2.parquet"
+    label_db(open_index(db), csv, k=7, out=out2)
+    t2 = pq.read_table(out2)
+    assert t2.column(LABEL).to_pylist() == t.column(LABEL).to_pylist()
+    np.testing.assert_array_equal(t2.column(CONFIDENCE).to_numpy(), t.column(CONFIDENCE).to_numpy())
+
+
+def test_seed_voter_blocks_and_chunks_agree(eurosat_labels: pd.DataFrame) -> None:
+    from index.label import SeedVoter, vote
+
+    vecs = np.stack(eurosat_labels["vec"].to_numpy())
+    classes, y = np.unique(eurosat_labels["label"], return_inverse=True)
+    seeds = np.arange(0, 369, 4)
+    v = SeedVoter(vecs[seeds], y[seeds], len(classes), 5)
+    whole = v(vecs)
+    pieces = v([vecs[:100], vecs[100:101], vecs[101:]], block=17)
+    np.testing.assert_array_equal(whole[0], pieces[0])
+    np.testing.assert_array_equal(whole[1], pieces[1])
+    # the slot-wise vote equals a dense per-class accumulation, ties going to the lowest class
+    sims = np.array([[0.9, 0.5, 0.5], [0.2, 0.2, 0.1]])
+    cls = np.array([[2, 0, 1], [3, 1, 3]])
+    pred, conf = vote(sims, cls, 4)
+    w = (1 + sims) / 2 + 1e-9
+    assert pred.tolist() == [2, 3]
+    assert conf[0] == pytest.approx(w[0, 0] / w[0].sum()) and conf[1] == pytest.approx(
+        (w[1, 0] + w[1, 2]) / w[1].sum()
+    )
+    tie = vote(np.array([[0.5, 0.5]]), np.array([[3, 1]]), 4)[0]
+    assert tie.tolist() == [1]
+    assert v(np.zeros((0, vecs.shape[1]), np.float32))[0].shape == (0,)
