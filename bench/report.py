@@ -136,3 +136,28 @@ def render(results: dict[str, Any]) -> str:
     for k, v in s.get("checks", {}).items():
         lines.append(f"  [{'PASS' if v else 'FAIL'}] {k}")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report RESULTS.json [ENGINE]``: print the table of a (partial) run.
+
+    ``ENGINE`` names the row compared with hnswlib and usearch (default: the run's plan).
+    """
+    import json
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print(main.__doc__)
+        return 2
+    results = json.loads(Path(args[0]).read_text())
+    if len(args) > 1:
+        results.setdefault("plan", {})["engine"] = args[1]
+    results["summary"] = summary(results, results.get("summary", {}).get("target_recall", 0.95))
+    print(render(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

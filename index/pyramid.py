@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from embedder import contract, h3grid
 from embedder.errors import InputNotFoundError, QueryError
+from index.filters import Filter
 from index.layout import level_path
 from index.search import Hits, as_index, top_k
 from index.store import VectorIndex
@@ -190,6 +192,7 @@ def similar_coarse_to_fine(
     coarse_res: int,
     n_parents: int = 8,
     exclude: list[list[int]] | None = None,
+    flt: Filter | None = None,
 ) -> Hits:
     """Top ``k`` by searching the best ``n_parents`` parents at ``coarse_res``, then their cells.
 
@@ -200,12 +203,22 @@ def similar_coarse_to_fine(
         coarse_res: pyramid level to rank first.
         n_parents: parents searched in full per query.
         exclude: cells to leave out per query.
+        flt: region, time and attribute filters applied inside the chosen parents (not a
+            ``cells`` filter: the parents are one).
 
     Returns:
         :class:`index.search.Hits` (exact within the chosen parents).
-    """
-    from index.filters import Filter
 
+    Raises:
+        QueryError: a ``cells`` filter, or ``n_parents < 1``.
+        InputNotFoundError: the pyramid level was not built.
+    """
+    if flt is not None and flt.cells is not None:
+        raise QueryError(
+            "coarse-to-fine search chooses its own cells: drop the cells filter or the coarse level"
+        )
+    if n_parents < 1:
+        raise QueryError(f"n_parents={n_parents}: search at least one parent cell")
     vi = as_index(db)
     level = read_level(vi.db, coarse_res)
     pv = contract.embeddings_matrix(level)
@@ -215,8 +228,8 @@ def similar_coarse_to_fine(
     for i in range(len(q)):
         m = min(n_parents, len(pid))
         best = np.argpartition(-(pv @ q[i]), m - 1)[:m]
-        flt = Filter(cells=[int(c) for c in pid[best]])
-        h = top_k(vi, q[i : i + 1], k, flt, [exclude[i] if exclude else []])
+        inside = replace(flt or Filter(), cells=[int(c) for c in pid[best]])
+        h = top_k(vi, q[i : i + 1], k, inside, [exclude[i] if exclude else []])
         r = np.full(k, -1, dtype=np.int64)
         s = np.zeros(k, dtype=np.float32)
         r[: h.rows.shape[1]], s[: h.rows.shape[1]] = h.rows[0], h.scores[0]

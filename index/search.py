@@ -344,6 +344,36 @@ def similar(
     """
     if k < 1:
         raise QueryError(f"k={k}: ask for at least one result")
+    vi = as_index(db)
+    q, skip = query_for(
+        vi,
+        cell=cell,
+        lat=lat,
+        lon=lon,
+        vector=vector,
+        positives=positives,
+        negatives=negatives,
+        neg_weight=neg_weight,
+    )
+    return top_k(vi, q[None, :], k, flt, [skip]).frame(with_query=False)
+
+
+def query_for(
+    vi: VectorIndex,
+    *,
+    cell: str | int | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    vector: np.ndarray | Sequence[float] | None = None,
+    positives: Sequence[Example] | None = None,
+    negatives: Sequence[Example] | None = None,
+    neg_weight: float = NEG_WEIGHT,
+) -> tuple[np.ndarray, list[int]]:
+    """The unit query vector of one query (as :func:`similar` takes it) and the cells to skip.
+
+    Raises:
+        QueryError: no or several kinds of query, bad cell/point/vector, a cell not in the DB.
+    """
     kinds = [
         cell is not None,
         lat is not None or lon is not None,
@@ -354,16 +384,12 @@ def similar(
         raise QueryError("give exactly one query: a cell, a lat/lon point, a vector or positive examples")
     if (lat is None) != (lon is None):
         raise QueryError("a point query needs both lat and lon")
-    vi = as_index(db)
-    skip: list[int]
     if vector is not None:
-        q, skip = unit(vector, dim=vi.dim), []
-    elif positives:
-        q, skip = query_vector(vi, positives, negatives or (), neg_weight)
-    else:
-        c = resolve_cell(vi, cell if cell is not None else (float(lat), float(lon)))  # type: ignore[arg-type]
-        q, skip = vi.vectors(np.array([c], dtype=np.uint64))[0], [c]
-    return top_k(vi, q[None, :], k, flt, [skip]).frame(with_query=False)
+        return unit(vector, dim=vi.dim), []
+    if positives:
+        return query_vector(vi, positives, negatives or (), neg_weight)
+    c = resolve_cell(vi, cell if cell is not None else (float(lat), float(lon)))  # type: ignore[arg-type]
+    return vi.vectors(np.array([c], dtype=np.uint64))[0], [c]
 
 
 def similar_batch(

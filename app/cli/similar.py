@@ -1,4 +1,4 @@
-"""``earthvec similar DB (--cell H3 | --lat LAT --lon LON | --positive X ...) [-k K] [filters]``."""
+"""``earthvec similar DB (--cell H3 | --lat LAT --lon LON | --positive X ...) [--coarse RES] [filters]``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="raw query vector: a .npy file or comma-separated numbers",
     )
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    c = p.add_argument_group("coarse-to-fine search (optional)")
+    c.add_argument(
+        "--coarse",
+        type=int,
+        metavar="RES",
+        help="rank parent cells at H3 resolution RES first (pyramid level, built when missing), "
+        "then search exactly inside the best --parents of them",
+    )
+    c.add_argument(
+        "--parents", type=int, default=8, metavar="N", help="parents searched with --coarse (default 8)"
+    )
     add_filter_arguments(p)
     p.add_argument("--format", choices=FORMATS, default="table", help="output format")
     p.add_argument(
@@ -116,8 +127,8 @@ def print_frame(df, fmt: str) -> None:  # noqa: ANN001
     import numpy as np
 
     out = df.copy()
-    for col in out.columns:
-        if out[col].map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
+    for col in out.columns if len(out) else []:
+        if bool(out[col].map(lambda v: isinstance(v, list | tuple | np.ndarray)).astype(bool).any()):
             out[col] = out[col].map(lambda v: ";".join(map(str, v)) if v is not None else "")
     if fmt == "json":
         print(out.to_json(orient="records", date_format="iso", indent=1))
@@ -145,20 +156,48 @@ def run(args: argparse.Namespace) -> int:
         raise QueryError("give one query: --cell H3, --lat LAT --lon LON, --positive ... or --vector")
     if args.negative and not args.positive:
         raise QueryError("--negative needs at least one --positive example")
+    if args.parents < 1:
+        raise QueryError(f"--parents {args.parents}: search at least one parent cell")
     flt = filter_from_args(args)
     vi = open_index(
         args.db, rebuild=True if args.rebuild_index else None, factory=args.factory, progress=True
     )
-    df = similar(
-        vi,
-        cell=args.cell,
-        lat=args.lat,
-        lon=args.lon,
-        vector=_vector(args.vector) if args.vector else None,
-        positives=[parse_example(x) for x in args.positive or []],
-        negatives=[parse_example(x) for x in args.negative or []],
-        k=args.k,
-        flt=None if flt.empty else flt,
-    )
+    query = {
+        "cell": args.cell,
+        "lat": args.lat,
+        "lon": args.lon,
+        "vector": _vector(args.vector) if args.vector else None,
+        "positives": [parse_example(x) for x in args.positive or []],
+        "negatives": [parse_example(x) for x in args.negative or []],
+    }
+    if args.coarse is None:
+        df = similar(vi, k=args.k, flt=None if flt.empty else flt, **query)
+    else:
+        df = _coarse_to_fine(vi, query, args, None if flt.empty else flt)
     print_frame(df, args.format)
     return 0
+
+
+def _coarse_to_fine(vi, query: dict, args: argparse.Namespace, flt):  # noqa: ANN001, ANN202
+    """Pyramid search: rank parents at ``--coarse``, then search inside the best ``--parents``."""
+    import sys
+
+    from embedder.errors import QueryError
+    from index.layout import level_path
+    from index.pyramid import build_pyramid, similar_coarse_to_fine
+    from index.search import query_for
+
+    if not 0 <= args.coarse < vi.resolution:
+        raise QueryError(
+            f"--coarse {args.coarse}: give a resolution coarser than the database's ({vi.resolution})"
+        )
+    if flt is not None:
+        flt.validate(vi.resolution)
+    q, skip = query_for(vi, **query)
+    if not level_path(vi.db, args.coarse).exists():
+        print(f"building pyramid level {args.coarse} of {vi.db} (once)", file=sys.stderr)
+        build_pyramid(vi, [args.coarse])
+    hits = similar_coarse_to_fine(
+        vi, q[None, :], args.k, coarse_res=args.coarse, n_parents=args.parents, exclude=[skip], flt=flt
+    )
+    return hits.frame(with_query=False)

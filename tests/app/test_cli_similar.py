@@ -124,3 +124,43 @@ def test_similar_refuses_index_of_other_model(cli_db: Path, capsys: pytest.Captu
     err = capsys.readouterr().err
     assert "stats@000000000000" in err and "--rebuild-index" in err
     assert main(["similar", str(cli_db), "--cell", q, "--rebuild-index"]) == 0
+
+
+def test_similar_coarse_to_fine_equals_oracle_inside_parents(
+    cli_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedder import h3grid
+    from index.pyramid import read_level
+
+    cells, vecs = _cells(cli_db)
+    q = h3.int_to_str(int(cells[7]))
+    args = ["similar", str(cli_db), "--cell", q, "--coarse", "3", "--parents", "2", "-k", "5"]
+    assert main([*args, "--format", "json"]) == 0
+    out = capsys.readouterr()
+    assert "building pyramid level 3" in out.err
+    rows = json.loads(out.out)
+    level = read_level(cli_db, 3)  # built by the command
+    pv, pid = contract.embeddings_matrix(level), level.column(contract.H3).to_numpy()
+    best = pid[np.argsort(-(pv @ vecs[7]))[:2]]
+    keep = np.isin(h3grid.cell_parents(cells, 3), best)
+    keep[7] = False  # the query cell is excluded
+    s = vecs[keep] @ vecs[7]
+    order = np.argsort(-s)[:5]
+    assert [r["h3"] for r in rows] == [h3.int_to_str(int(c)) for c in cells[keep][order]]
+    np.testing.assert_allclose([r["score"] for r in rows], s[order], atol=1e-5)
+    # with a region filter every hit lies inside the region; the level is reused
+    region = h3.cell_to_parent(q, 2)
+    assert main([*args, "--region", region, "--format", "json"]) == 0
+    out = capsys.readouterr()
+    assert "building" not in out.err
+    inside = keep & (h3grid.cell_parents(cells, 2) == h3grid.parse_cell(region))
+    s2 = vecs[inside] @ vecs[7]
+    want = [h3.int_to_str(int(c)) for c in cells[inside][np.argsort(-s2)[:5]]]
+    assert [r["h3"] for r in json.loads(out.out)] == want
+    # examples go through the same path
+    neg = h3.int_to_str(int(cells[8]))
+    assert main([*args[:2], "--positive", q, "--negative", neg, *args[4:], "--format", "json"]) == 0
+    got = [r["h3"] for r in json.loads(capsys.readouterr().out)]
+    assert 1 <= len(got) <= 5 and q not in got and neg not in got
+    assert main([*args[:4], "--coarse", "8"]) == 1
+    assert "coarser than the database" in capsys.readouterr().err
