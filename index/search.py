@@ -162,27 +162,43 @@ class Hits:
         return np.where(self.rows >= 0, ids[np.maximum(self.rows, 0)], np.uint64(0))
 
     def frame(self, with_query: bool) -> pd.DataFrame:
-        """Result table: h3 hex, lat, lon, score, rank, datetime, valid fraction, provenance."""
+        """Result table: h3 hex, lat, lon, score, rank, datetime, valid fraction, provenance.
+
+        Built from numpy columns extracted once per index (:attr:`VectorIndex.scalars`):
+        only the ``k`` result rows are touched.
+        """
         ok = self.rows >= 0
         qi, ri = np.nonzero(ok)
         rows = self.rows[ok]
-        sc = self.scalars or scalar_columns(self.table)
-        dt = sc[contract.DATETIME][rows]
-        when = pd.to_datetime(np.where(dt == _NO_TIME, 0, dt), unit="us", utc=True)
+        sc = self.scalars if self.scalars is not None else scalar_columns(self.table)
         data: dict[str, object] = {}
         if with_query:
             data[QUERY] = qi.astype(np.int32)
-        data[contract.H3] = [h3grid.cell_to_str(int(c)) for c in sc[contract.H3][rows]]
+        data[contract.H3] = np.array(
+            [h3grid.cell_to_str(int(c)) for c in sc[contract.H3][rows]], dtype=object
+        )
         data[contract.LAT] = sc[contract.LAT][rows]
         data[contract.LON] = sc[contract.LON][rows]
         data[SCORE] = self.scores[ok].astype(np.float32)
         data[RANK] = (ri + 1).astype(np.int32)
-        data[contract.DATETIME] = when.where(dt != _NO_TIME)
+        data[contract.DATETIME] = _utc_times(sc[contract.DATETIME][rows])
         data[contract.VALID_FRACTION] = sc[contract.VALID_FRACTION][rows]
         idx = pa.array(rows, type=pa.int64())
         for col in (contract.SOURCE, contract.SENSORS, contract.MODALITIES):
             data[col] = self.table.column(col).take(idx).to_pylist()
-        return pd.DataFrame(data)
+        return pd.DataFrame(data, copy=False)
+
+
+_UTC_NS = pd.DatetimeTZDtype(unit="ns", tz="UTC")
+
+
+def _utc_times(us: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """Int64 microseconds (the smallest int64 = no datetime) as tz-aware UTC, NaT where missing.
+
+    The smallest int64 is numpy's NaT, so missing values map by a plain view.
+    """
+    ns = np.where(us == _NO_TIME, _NO_TIME, us * 1000)
+    return pd.array(ns.view("datetime64[ns]"), dtype=_UTC_NS)
 
 
 def top_k(
