@@ -17,7 +17,7 @@ import numpy as np
 
 from embedder.batch import ChipBatch
 from embedder.registry import config_hash, l2_normalise, register
-from embedder.sensors import get_sensor
+from embedder.sensors import get_sensor, sensor_names
 
 OPTICAL_SLOTS_NM = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
 SLOTS: dict[str, tuple[str, ...]] = {
@@ -37,15 +37,17 @@ class ChannelStats:
     def __init__(self) -> None:
         self._slots = [(m, s) for m, names in SLOTS.items() for s in names]
         self.dim = 2 * len(self._slots)
-        self.version = config_hash(self.config())
+        self.version = config_hash(self.config(), self.normalisation())
 
     def config(self) -> dict[str, Any]:
         """Slots and matching rule (the whole configuration)."""
         return {"slots": SLOTS, "max_wavelength_gap_nm": MAX_WAVELENGTH_GAP_NM, "stats": ["mean", "std"]}
 
     def normalisation(self) -> dict[str, Any]:
-        """Standardisation comes from the sensor table (mean/std per band)."""
-        return {"source": "sensor table band mean/std"}
+        """The sensor table's band mean/std it standardises with (part of the version hash)."""
+        return {
+            name: {b.name: [b.mean, b.std] for b in get_sensor(name).bands} for name in sensor_names()
+        }
 
     def _slot_index(self, modality: str, band: str, wavelength: float) -> int | None:
         names = SLOTS.get(modality)

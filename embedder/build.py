@@ -167,13 +167,16 @@ def align_rows(parts: list[Part]) -> list[Row]:
 
 
 def _shard_key(model: str, res: int, rows: list[Row]) -> str:
+    """Hash of everything that fixes a shard's content: model, resolution, rows, sensor facts."""
     from embedder.registry import config_hash
 
+    sensors = sorted({p.item.sensor.name: p.item.sensor for r in rows for p in r.parts.values()}.items())
+    facts = [s.summary() for _, s in sensors]
     body = [
         (r.cell, r.datetime.isoformat() if r.datetime else None, sorted(r.sources), [p.mode for p in r.parts.values()])
         for r in rows
     ]
-    return config_hash(model, res, body)
+    return config_hash(model, res, facts, body)
 
 
 def _read_rows(rows: list[Row]) -> dict[str, dict[int, np.ndarray]]:

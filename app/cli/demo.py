@@ -18,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
     p.add_argument("--port", type=int, default=8501, help="explorer port")
     p.add_argument("--no-serve", action="store_true", help="stop after printing (same as DEMO_SERVE=0)")
+    p.add_argument("--global-res", type=int, default=5,
+                   help="H3 resolution of the global database (5: ~615k land cells; 4: ~94k)")
+    p.add_argument("--no-global", action="store_true", help="skip the global database")
+    p.add_argument("--global-seeds", type=int, default=300, help="random MODIS seed cells for the global map")
 
 
 def build_demo(root: Path, data: Path, model: str) -> Path:
@@ -33,7 +37,7 @@ def build_demo(root: Path, data: Path, model: str) -> Path:
     ]
     report = build_db(db, sources, res=DEMO_RES, model=model)
     print(
-        f"[1/3] built {db}: {report.rows_written} new rows ({report.shards_skipped} shards already done), "
+        f"[1/6] built {db}: {report.rows_written} new rows ({report.shards_skipped} shards already done), "
         f"model {report.model}, {report.seconds:.1f} s"
     )
     return db
@@ -52,7 +56,7 @@ def show_similar(db: Path, data: Path) -> None:
 
     truth = {h3i.latlng_to_cell(r.lat, r.lon, DEMO_RES): r.label for r in seeds.itertuples()}
     res["true_class"] = [truth.get(h3i.str_to_int(c), "-") for c in res["h3"]]
-    print(f"[2/3] places most similar to a Forest chip at ({query.lat:.4f}, {query.lon:.4f}):")
+    print(f"[2/6] places most similar to a Forest chip at ({query.lat:.4f}, {query.lon:.4f}):")
     print(res[["rank", "h3", "lat", "lon", "score", "true_class"]].to_string(index=False))
 
 
@@ -64,12 +68,67 @@ def show_label(db: Path, data: Path) -> None:
     r = label_db(db, data / "eurosat_ms" / "seeds.csv", k=5, out=out)
     acc = "n/a" if r.cv.accuracy is None else f"{r.cv.accuracy:.3f}"
     print(
-        f"[3/3] kNN labelling (k=5) from {len(r.seeds.cells)} seeds: spatially blocked "
+        f"[3/6] kNN labelling (k=5) from {len(r.seeds.cells)} seeds: spatially blocked "
         f"{r.cv.n_folds}-fold CV accuracy {acc} over {r.cv.n_blocks} blocks (H3 res "
         f"{r.cv.block_resolution}); {r.n_cells} cells labelled -> {out}"
     )
     top = sorted(r.predicted_counts.items(), key=lambda kv: -kv[1])
     print("      predicted cells per class: " + ", ".join(f"{k} {v}" for k, v in top))
+
+
+SAHEL = (14.5, 2.0)  # a cell in the Sahel (Niger), for the worldwide similar-places example
+FAR_KM = 2000
+
+
+def build_global(root: Path, data: Path, model: str, res: int) -> Path:
+    """Build the global multimodal database (Blue Marble, ETOPO, Koppen) with MODIS labels."""
+    from embedder.global_build import build_global_db
+
+    db = root / "global"
+    report = build_global_db(db, res=res, model=model, root=data / "global")
+    print(
+        f"[4/6] built {db}: {report.rows_written} new land cells at H3 res {res} "
+        f"({report.shards_skipped} shards already done), model {report.model}, {report.seconds:.1f} s"
+    )
+    return db
+
+
+def show_global_similar(db: Path) -> None:
+    """Print the cells most similar to a Sahel cell, worldwide."""
+    from index.search import haversine_km, similar
+
+    res = similar(db, lat=SAHEL[0], lon=SAHEL[1], k=400)
+    res["km"] = haversine_km(SAHEL[0], SAHEL[1], res["lat"].to_numpy(), res["lon"].to_numpy()).round()
+    far = res[res["km"] > FAR_KM].head(8)
+    print(f"[5/6] places most similar to the Sahel cell at {SAHEL}, more than {FAR_KM} km away:")
+    print(far[["rank", "h3", "lat", "lon", "km", "score"]].to_string(index=False))
+
+
+def show_global_label(db: Path, n_seeds: int) -> None:
+    """Map land cover worldwide from a few hundred random MODIS seed cells; score against MODIS."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from embedder.global_labels import labels_path
+    from index.label import label_db
+
+    labels = pq.read_table(labels_path(db)).to_pandas()
+    rng = np.random.default_rng(0)
+    seeds = labels.iloc[rng.choice(len(labels), size=min(n_seeds, len(labels)), replace=False)]
+    seeds_csv = db / "modis_seeds.csv"
+    seeds.assign(h3=[f"{int(c):x}" for c in seeds["h3"]])[["h3", "label_name"]].rename(
+        columns={"label_name": "label"}
+    ).to_csv(seeds_csv, index=False)
+    out = db / "predictions" / "landcover_knn.parquet"
+    r = label_db(db, seeds_csv, k=5, out=out)
+    pred = pq.read_table(out, columns=["h3", "label"]).to_pandas()
+    truth = labels.set_index("h3")["label_name"]
+    agree = float((pred["label"].to_numpy() == truth.reindex(pred["h3"].to_numpy()).to_numpy()).mean())
+    acc = "n/a" if r.cv.accuracy is None else f"{r.cv.accuracy:.3f}"
+    print(
+        f"[6/6] global land-cover map from {len(r.seeds.cells)} random MODIS seed cells (k=5): "
+        f"{r.n_cells} cells labelled, agreement with MODIS {agree:.3f}, spatially blocked CV {acc} -> {out}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
     db = build_demo(root, data, args.model or DEFAULT_MODEL)
     show_similar(db, data)
     show_label(db, data)
+    if not args.no_global:
+        gdb = build_global(root, data, args.model or DEFAULT_MODEL, args.global_res)
+        show_global_similar(gdb)
+        show_global_label(gdb, args.global_seeds)
     if args.no_serve or os.environ.get("DEMO_SERVE", "1") == "0":
         return 0
     from app.cli import explore

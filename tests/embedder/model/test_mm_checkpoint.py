@@ -97,7 +97,7 @@ def test_tiny_training_is_deterministic() -> None:
     from embedder.model.train import train
 
     cfg = TrainConfig(
-        steps=2, batch_eurosat=8, batch_pairs=4, batch_landsat=4, batch_global=4, global_chips=64
+        steps=2, batch_eurosat=8, batch_pairs=4, batch_landsat=4, batch_global=0, recalibrate_chips=8
     )
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
