@@ -256,15 +256,27 @@ def _brute(vectors: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.n
 def _drop_excluded(
     ids: np.ndarray, rows: np.ndarray, scores: np.ndarray, exclude: Sequence[Sequence[int]], k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    out_r = np.full((len(rows), k), -1, dtype=np.int64)
-    out_s = np.zeros((len(rows), k), dtype=np.float32)
-    for i, (r, s) in enumerate(zip(rows, scores, strict=True)):
-        ok = r >= 0
-        if len(exclude[i]):
-            ok &= ~np.isin(ids[np.maximum(r, 0)], np.asarray(exclude[i], dtype=np.uint64))
-        keep = np.flatnonzero(ok)[:k]
-        out_r[i, : len(keep)] = r[keep]
-        out_s[i, : len(keep)] = s[keep]
+    """Drop missing and excluded hits and keep the first ``k`` of each query (vectorised)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    ok = rows >= 0
+    width = max((len(e) for e in exclude), default=0)
+    if width and rows.size:
+        ex = np.zeros((len(rows), width), dtype=np.uint64)  # 0 is never an H3 cell
+        for i, e in enumerate(exclude):
+            ex[i, : len(e)] = np.asarray(e, dtype=np.uint64)
+        hit = ids[np.maximum(rows, 0)]
+        ok &= ~(hit[:, :, None] == ex[:, None, :]).any(axis=2)
+    if ok.all() and rows.shape[1] <= k:
+        out_r, out_s = rows, np.asarray(scores, dtype=np.float32)
+    else:
+        order = np.argsort(~ok, axis=1, kind="stable")[:, :k]  # kept hits first, in rank order
+        keep = np.take_along_axis(ok, order, axis=1)
+        out_r = np.where(keep, np.take_along_axis(rows, order, axis=1), -1)
+        out_s = np.where(keep, np.take_along_axis(scores, order, axis=1), 0).astype(np.float32)
+    if out_r.shape[1] < k:
+        pad = k - out_r.shape[1]
+        out_r = np.pad(out_r, ((0, 0), (0, pad)), constant_values=-1)
+        out_s = np.pad(out_s, ((0, 0), (0, pad)))
     return out_r, out_s
 
 
