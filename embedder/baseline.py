@@ -45,9 +45,7 @@ class ChannelStats:
 
     def normalisation(self) -> dict[str, Any]:
         """The sensor table's band mean/std it standardises with (part of the version hash)."""
-        return {
-            name: {b.name: [b.mean, b.std] for b in get_sensor(name).bands} for name in sensor_names()
-        }
+        return {name: {b.name: [b.mean, b.std] for b in get_sensor(name).bands} for name in sensor_names()}
 
     def _slot_index(self, modality: str, band: str, wavelength: float) -> int | None:
         names = SLOTS.get(modality)

@@ -173,7 +173,12 @@ def _shard_key(model: str, res: int, rows: list[Row]) -> str:
     sensors = sorted({p.item.sensor.name: p.item.sensor for r in rows for p in r.parts.values()}.items())
     facts = [s.summary() for _, s in sensors]
     body = [
-        (r.cell, r.datetime.isoformat() if r.datetime else None, sorted(r.sources), [p.mode for p in r.parts.values()])
+        (
+            r.cell,
+            r.datetime.isoformat() if r.datetime else None,
+            sorted(r.sources),
+            [p.mode for p in r.parts.values()],
+        )
         for r in rows
     ]
     return config_hash(model, res, facts, body)
@@ -200,7 +205,11 @@ def _read_rows(rows: list[Row]) -> dict[str, dict[int, np.ndarray]]:
 
 
 def _sensor_signature(row: Row) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((m, p.item.sensor.name + ":" + ",".join(p.item.sensor.band_names)) for m, p in row.parts.items()))
+    return tuple(
+        sorted(
+            (m, p.item.sensor.name + ":" + ",".join(p.item.sensor.band_names)) for m, p in row.parts.items()
+        )
+    )
 
 
 def embed_rows(rows: list[Row], embedder: Embedder, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -217,9 +226,13 @@ def embed_rows(rows: list[Row], embedder: Embedder, batch_size: int = 256) -> tu
             mods = {}
             for modality, part in rows[idx[0]].parts.items():
                 sensor = part.item.sensor
-                wl = np.array([b.wavelength_nm if b.wavelength_nm is not None else np.nan for b in sensor.bands])
+                wl = np.array(
+                    [b.wavelength_nm if b.wavelength_nm is not None else np.nan for b in sensor.bands]
+                )
                 data = np.stack([pixels[modality][i] for i in idx])
-                mods[modality] = ModalityBatch(sensor.name, sensor.band_names, wl, data, np.ones(len(idx), bool))
+                mods[modality] = ModalityBatch(
+                    sensor.name, sensor.band_names, wl, data, np.ones(len(idx), bool)
+                )
             batch = ChipBatch(mods)
             vf[idx] = valid_fraction(batch)
             emb[idx] = embedder.embed(batch)
@@ -327,7 +340,8 @@ def build_db(
             if chip_mode_empty and not skip_empty:
                 raise RasterError(
                     f"{chip_mode_empty[0].sources[0]!r} holds no valid pixel (all nodata); remove it "
-                    f"from the sources or pass --skip-empty ({len(chip_mode_empty)} such chip(s) in this shard)"
+                    f"from the sources or pass --skip-empty ({len(chip_mode_empty)} such chip(s) "
+                    "in this shard)"
                 )
             report.rows_dropped_empty += len(empty)
             kept = [r for r, k in zip(srows, keep, strict=True) if k]

@@ -161,7 +161,11 @@ def _read_window(
         return out
     win = Window(cc0, rr0, cc1 - cc0, rr1 - rr0)
     data = src.read(
-        bands, window=win, out_shape=(len(bands), e1 - e0, d1 - d0), resampling=_resampling(src, sx), masked=True
+        bands,
+        window=win,
+        out_shape=(len(bands), e1 - e0, d1 - d0),
+        resampling=_resampling(src, sx),
+        masked=True,
     )
     out[:, e0:e1, d0:d1] = np.ma.filled(data.astype(np.float32), np.nan)
     return out

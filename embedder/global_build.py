@@ -6,7 +6,8 @@ embedded with a registered embedder and written through the contract, one Parque
 per H3 parent at the partition resolution. Shards are written atomically and named by a
 hash of everything that fixes their content, so a re-run skips finished shards and an
 interrupted build resumes. MODIS IGBP labels of every cell go to
-``DB/labels/modis_igbp.parquet`` (a label source only, never an embedder input)::
+``DB/labels/modis_igbp.parquet`` (a label source only, never an embedder input), and the
+majority Koppen climate zone of every cell to ``DB/labels/koppen.parquet``::
 
     from embedder.global_build import build_global_db
     report = build_global_db("demo_db", res=4)          # ~94k land cells, well under a minute
@@ -30,7 +31,14 @@ from embedder.batch import ChipBatch, valid_fraction
 from embedder.build import PARTITION_OFFSET, BuildReport
 from embedder.errors import ModelMismatchError
 from embedder.global_cells import CellBlock, check_res, iter_blocks
-from embedder.global_labels import labels_path, labels_table, majority_labels
+from embedder.global_labels import (
+    koppen_classes,
+    koppen_path,
+    labels_path,
+    labels_table,
+    majority_koppen,
+    majority_labels,
+)
 from embedder.global_layers import GlobalLayers, input_layers
 from embedder.global_wkb import cells_wkb
 from embedder.h3grid import cell_to_str
@@ -217,6 +225,7 @@ def build_global_db(
     base_key = config_hash(report.model, res, land_only, _layers_signature(layers))
     label_cells: list[np.ndarray] = []
     label_codes: list[np.ndarray] = []
+    koppen_codes: list[np.ndarray] = []
     bar = tqdm(desc=f"global build ({report.model}, res {res})", unit="cell", disable=not progress)
 
     def tasks() -> Iterator[tuple[CellBlock, Path]]:
@@ -225,6 +234,7 @@ def build_global_db(
             report.shards_total += 1
             label_cells.append(block.cells)
             label_codes.append(majority_labels(layers, block.lat, block.lon, res))
+            koppen_codes.append(majority_koppen(layers, block.lat, block.lon, res))
             key = KEY_PREFIX + config_hash(base_key, block.cells.tobytes())
             path = contract.shard_path(db, cell_to_str(block.parent), key)
             if path.exists():
@@ -256,6 +266,8 @@ def build_global_db(
         cells = np.concatenate(label_cells)
         labels = labels_table(cells, np.concatenate(label_codes))
         contract.write_table_atomic(labels, labels_path(db))
+        koppen = labels_table(cells, np.concatenate(koppen_codes), koppen_classes(layers))
+        contract.write_table_atomic(koppen, koppen_path(db))
     report.seconds = time.perf_counter() - t0
     contract.atomic_write_bytes(db / contract.BUILD_STATE, json.dumps(report.to_dict(), indent=2).encode())
     return report

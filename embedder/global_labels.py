@@ -7,6 +7,11 @@ grid spanning the cell (nodata samples ignored; cells with no valid sample get n
 
 Written as ``DB/labels/modis_igbp.parquet`` with columns ``h3`` (uint64), ``label`` (int16
 IGBP code) and ``label_name`` (string).
+
+The Koppen-Geiger main climate zone (1 A tropical .. 5 E polar, from the ``climate`` input
+layer and its sensor preset's class table) is written the same way, by majority over the
+same footprint, as ``DB/labels/koppen.parquet``: a second label table for SQL joins and
+evaluation (the climate layer is also an embedder input, so it is no independent truth).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from embedder.global_layers import GlobalLayers, layer_table
 
 LABEL_LAYER = "landcover"
 LABELS_FILE = "modis_igbp.parquet"
+KOPPEN_LAYER = "climate"
+KOPPEN_FILE = "koppen.parquet"
 LABEL = "label"
 LABEL_NAME = "label_name"
 NO_LABEL = -1
@@ -38,6 +45,26 @@ def igbp_classes() -> dict[int, str]:
     name = layer_table()[LABEL_LAYER]["classes_file"]
     text = resources.files("embedder").joinpath(name).read_text()
     return {int(r["code"]): r["name"] for r in csv.DictReader(text.splitlines())}
+
+
+def _footprint(lat: np.ndarray, lon: np.ndarray, res: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (N, k) and columns (N, k) of a ``k`` x ``k`` sample grid spanning each cell."""
+    half = cell_radius_deg(res)
+    off = ((np.arange(k) + 0.5) / k - 0.5) * 2.0 * half
+    stretch = 1.0 / np.maximum(np.cos(np.radians(lat)), MIN_COS_LAT)
+    rows = np.clip(lat[:, None] - off[None, :], -90.0, 90.0)
+    cols = lon[:, None] + off[None, :] * stretch[:, None]
+    return rows, cols
+
+
+def _majority(codes: np.ndarray, valid: np.ndarray, n_codes: int) -> np.ndarray:
+    """Most frequent valid code per row of ``codes`` (N, S), :data:`NO_LABEL` if none valid."""
+    n = len(codes)
+    key = np.arange(n, dtype=np.int64)[:, None] * n_codes + np.where(valid, codes, 0)
+    counts = np.bincount(key[valid], minlength=n * n_codes).reshape(n, n_codes)
+    out = counts.argmax(axis=1).astype(np.int16)
+    out[counts.sum(axis=1) == 0] = NO_LABEL
+    return out
 
 
 def majority_labels(
@@ -55,27 +82,54 @@ def majority_labels(
     lat = np.asarray(lat, dtype=np.float64)
     lon = np.asarray(lon, dtype=np.float64)
     spec = layer_table()[LABEL_LAYER]
-    classes = igbp_classes()
-    n_codes = max(classes) + 1
-    half = cell_radius_deg(res)
-    off = ((np.arange(k) + 0.5) / k - 0.5) * 2.0 * half
-    stretch = 1.0 / np.maximum(np.cos(np.radians(lat)), MIN_COS_LAT)
-    rows = np.clip(lat[:, None] - off[None, :], -90.0, 90.0)
-    cols = lon[:, None] + off[None, :] * stretch[:, None]
+    n_codes = max(igbp_classes()) + 1
+    rows, cols = _footprint(lat, lon, res, k)
     codes = layers.raster(LABEL_LAYER).sample_windows(rows, cols, NEAREST).reshape(len(lat), -1)
     codes = codes.astype(np.int64)
     valid = (codes != int(spec["nodata"])) & (codes >= 0) & (codes < n_codes)
-    key = np.arange(len(lat), dtype=np.int64)[:, None] * n_codes + codes
-    counts = np.bincount(key[valid], minlength=len(lat) * n_codes).reshape(len(lat), n_codes)
-    out = counts.argmax(axis=1).astype(np.int16)
-    out[counts.sum(axis=1) == 0] = NO_LABEL
-    return out
+    return _majority(codes, valid, n_codes)
 
 
-def labels_table(cells: np.ndarray, codes: np.ndarray) -> pa.Table:
-    """A labels table (h3, label, label_name) for the cells that have a label."""
+def koppen_classes(layers: GlobalLayers) -> dict[int, str]:
+    """Koppen class code -> name (1 A tropical .. 5 E polar), from the climate sensor preset."""
+    table = layers.sensor(KOPPEN_LAYER).extra.get("classes", {})
+    return {int(code): str(name) for code, name in table.items()}
+
+
+def majority_koppen(
+    layers: GlobalLayers, lat: np.ndarray, lon: np.ndarray, res: int, k: int = SAMPLES_PER_SIDE
+) -> np.ndarray:
+    """Majority Koppen main climate zone per cell, int16 (N,), :data:`NO_LABEL` where all nodata.
+
+    Args:
+        layers: the global layers.
+        lat: (N,) cell centre latitudes.
+        lon: (N,) cell centre longitudes.
+        res: H3 resolution of the cells (sets the sampled footprint).
+        k: samples per side of the footprint grid.
+    """
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    classes = koppen_classes(layers)
+    n_codes = max(classes) + 1
+    rows, cols = _footprint(lat, lon, res, k)
+    values = layers.raster(KOPPEN_LAYER).sample_windows(rows, cols, NEAREST).reshape(len(lat), -1)
+    finite = np.isfinite(values)
+    codes = np.where(finite, np.rint(np.where(finite, values, 0.0)), -1).astype(np.int64)
+    valid = np.isin(codes, list(classes))
+    return _majority(codes, valid, n_codes)
+
+
+def labels_table(cells: np.ndarray, codes: np.ndarray, names: dict[int, str] | None = None) -> pa.Table:
+    """A labels table (h3, label, label_name) for the cells that have a label.
+
+    Args:
+        cells: (N,) H3 cells.
+        codes: (N,) class codes, :data:`NO_LABEL` for none.
+        names: class code -> name (default the IGBP classes).
+    """
     keep = np.asarray(codes) != NO_LABEL
-    names = igbp_classes()
+    names = igbp_classes() if names is None else names
     cells = np.asarray(cells, dtype=np.uint64)[keep]
     codes = np.asarray(codes, dtype=np.int16)[keep]
     return pa.table(
@@ -90,3 +144,8 @@ def labels_table(cells: np.ndarray, codes: np.ndarray) -> pa.Table:
 def labels_path(db: str | Path) -> Path:
     """Where the MODIS labels of a database live."""
     return Path(db) / contract.LABELS_DIR / LABELS_FILE
+
+
+def koppen_path(db: str | Path) -> Path:
+    """Where the Koppen climate-zone labels of a database live."""
+    return Path(db) / contract.LABELS_DIR / KOPPEN_FILE

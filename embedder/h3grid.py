@@ -20,9 +20,7 @@ def parse_cell(value: str | int) -> int:
     try:
         cell = int(value) if isinstance(value, int | np.integer) else h3.str_to_int(str(value).strip())
     except (ValueError, TypeError, OverflowError) as exc:
-        raise QueryError(
-            f"{value!r} is not an H3 cell id; give a hex id such as '8828308281fffff'"
-        ) from exc
+        raise QueryError(f"{value!r} is not an H3 cell id; give a hex id such as '8828308281fffff'") from exc
     if not 0 <= cell < 2**63 or not h3i.is_valid_cell(cell):
         raise QueryError(f"{value!r} is not a valid H3 cell id; give a hex id such as '8828308281fffff'")
     return cell

@@ -75,9 +75,7 @@ def get_embedder(name: str = DEFAULT_MODEL, **kwargs: Any) -> Embedder:
     """
     _load_builtin()
     if name not in _FACTORIES:
-        raise EarthvecError(
-            f"unknown model {name!r}; available: {', '.join(available_embedders())}"
-        )
+        raise EarthvecError(f"unknown model {name!r}; available: {', '.join(available_embedders())}")
     return _FACTORIES[name](**kwargs)
 
 

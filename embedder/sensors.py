@@ -121,9 +121,7 @@ def get_sensor(name: str, bands: list[str] | None = None) -> Sensor:
     """
     table = _table()
     if name not in table:
-        raise SensorError(
-            f"unknown sensor preset {name!r}; choose one of: {', '.join(sensor_names())}"
-        )
+        raise SensorError(f"unknown sensor preset {name!r}; choose one of: {', '.join(sensor_names())}")
     row = dict(table[name])
     band_rows = row.pop("bands")
     known = {f for f in Sensor.__dataclass_fields__ if f not in ("name", "bands", "extra")}

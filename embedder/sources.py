@@ -141,7 +141,8 @@ def detect_sensor(paths: list[str]) -> Sensor:
     if len(fits) != 1:
         why = "none fits" if not fits else f"several fit ({', '.join(fits)})"
         raise SensorError(
-            f"cannot tell the sensor of {paths[0]!r}: {why}; pass --sensor, one of {', '.join(sensor_names())}"
+            f"cannot tell the sensor of {paths[0]!r}: {why}; pass --sensor, one of "
+            f"{', '.join(sensor_names())}"
         )
     return get_sensor(fits[0])
 
@@ -180,7 +181,9 @@ def group_items(paths: list[str], sensor: Sensor) -> list[RasterItem]:
             key = str(Path(p).parent / Path(p).name[: m.start()])
             groups.setdefault(key, RasterItem(key, sensor)).band_files[m.group(1)] = (p, 1)
         if skipped:
-            log.info("skipped %d file(s) without a %s band suffix, e.g. %s", len(skipped), sensor.name, skipped[0])
+            log.info(
+                "skipped %d file(s) without a %s band suffix, e.g. %s", len(skipped), sensor.name, skipped[0]
+            )
         items = list(groups.values())
     if not items:
         raise InputNotFoundError(

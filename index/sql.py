@@ -6,6 +6,8 @@ Views:
   column) with ``embedding`` cast to ``FLOAT[D]`` (array functions such as
   ``array_inner_product`` need the fixed size);
 * ``labels``: seed files stored in ``DB/labels`` (h3, lat, lon, label, file = file stem);
+* one view per label file, named by its stem (``modis_igbp``, ``koppen`` in a global
+  database): that file's rows as stored (h3, label, label_name);
 * ``predictions``: kNN maps in ``DB/predictions`` (h3, lat, lon, geometry, label,
   confidence, file = file stem);
 * ``pyramid`` (only once built): parent aggregates of every level (h3, lat, lon, geometry,
@@ -13,7 +15,9 @@ Views:
 
 H3 functions (Python UDFs; DuckDB's h3 extension would need a download): ``h3_parent(h3,
 res)``, ``h3_lat(h3)``, ``h3_lon(h3)``, ``h3_to_string(h3)``, ``h3_from_string(s)``,
-``h3_resolution(h3)``. Cells are UBIGINT as in Parquet.
+``h3_resolution(h3)``, ``h3_area_km2(h3)`` (the cell's area) and ``h3_neighbors(h3)``
+(``UBIGINT[]`` of the ring-1 neighbours: 6, or 5 around a pentagon). Cells are UBIGINT as
+in Parquet. :data:`EXAMPLES` holds example queries for a global database.
 
 ``read_only=True`` (for the app) lists the files explicitly, allows exactly those paths and
 then turns external access off: queries cannot read or write other files, install
@@ -22,6 +26,7 @@ extensions or reach the network. :func:`run_query` caps the rows returned.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,36 @@ from index.layout import PYRAMID_DIR
 
 DEFAULT_ROW_LIMIT = 10_000
 VIEWS = ("embeddings", "labels", "predictions")
+RESERVED_VIEWS = (*VIEWS, "pyramid")
+_VIEW_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+EXAMPLES: dict[str, str] = {
+    "landcover_area_per_climate": """
+SELECT k.label_name AS climate, m.label_name AS land_cover, count(*) AS cells,
+       round(sum(h3_area_km2(e.h3))) AS area_km2
+FROM embeddings e JOIN koppen k USING (h3) JOIN modis_igbp m USING (h3)
+GROUP BY climate, land_cover
+QUALIFY row_number() OVER (PARTITION BY climate ORDER BY area_km2 DESC) <= 2
+ORDER BY climate, area_km2 DESC""",
+    "mean_embedding_per_res2_parent": """
+WITH cells AS MATERIALIZED (SELECT h3_parent(h3, 2) AS parent, embedding::FLOAT[] AS e FROM embeddings),
+dims AS (SELECT parent, unnest(e) AS v, generate_subscripts(e, 1) AS i FROM cells),
+per_dim AS (SELECT parent, i, avg(v) AS v, count(*) AS cells FROM dims GROUP BY parent, i)
+SELECT h3_to_string(parent) AS parent, any_value(cells) AS cells,
+       list(v ORDER BY i) AS mean_embedding
+FROM per_dim GROUP BY parent ORDER BY cells DESC, parent""",
+    "least_similar_to_neighbours": """
+WITH pairs AS (SELECT h3, unnest(h3_neighbors(h3)) AS nb FROM embeddings)
+SELECT h3_to_string(p.h3) AS cell, round(h3_lat(p.h3), 2) AS lat, round(h3_lon(p.h3), 2) AS lon,
+       count(*) AS neighbours,
+       round(avg(array_cosine_similarity(a.embedding, b.embedding)), 4) AS mean_cos
+FROM pairs p JOIN embeddings a ON a.h3 = p.h3 JOIN embeddings b ON b.h3 = p.nb
+GROUP BY p.h3 HAVING count(*) >= 3
+ORDER BY mean_cos, cell LIMIT 10""",
+}
+"""Example queries for a global database (``earthvec sql DB "$(...)"``): land-cover area per
+Koppen climate zone (top two classes each), the mean embedding of every resolution-2 parent,
+and the cells least similar to their ring-1 neighbours."""
 
 
 def _q(path: Path) -> str:
@@ -82,6 +117,19 @@ def _h3_resolution(cells: pa.Array) -> pa.Array:
     return pa.array([h3i.get_resolution(int(a)) for a in c], type=pa.int32())
 
 
+def _h3_area_km2(cells: pa.Array) -> pa.Array:
+    c = cells.to_numpy(zero_copy_only=False)
+    return pa.array([h3i.cell_area(int(a), unit="km^2") for a in c], type=pa.float64())
+
+
+def _h3_neighbors(cells: pa.Array) -> pa.Array:
+    out = []
+    for a in cells.to_numpy(zero_copy_only=False).tolist():
+        ring = h3i.grid_disk(int(a), 1)  # the disk works around pentagons, the ring may not
+        out.append(sorted(n for n in ring if n != a))
+    return pa.array(out, type=pa.list_(pa.uint64()))
+
+
 def register_h3(con: duckdb.DuckDBPyConnection) -> None:
     """Register the H3 helper functions on a connection (vectorised Arrow UDFs)."""
     ub, i32, f64, vc = (
@@ -98,6 +146,8 @@ def register_h3(con: duckdb.DuckDBPyConnection) -> None:
     con.create_function("h3_to_string", _h3_to_string, [ub], vc, type=arrow)
     con.create_function("h3_from_string", _h3_from_string, [vc], ub, type=arrow, null_handling=special)
     con.create_function("h3_resolution", _h3_resolution, [ub], i32, type=arrow)
+    con.create_function("h3_area_km2", _h3_area_km2, [ub], f64, type=arrow)
+    con.create_function("h3_neighbors", _h3_neighbors, [ub], duckdb.list_type(ub), type=arrow)
 
 
 def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -143,6 +193,9 @@ def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
                 f'"{contract.LAT}", NULL::DOUBLE AS "{contract.LON}", NULL::VARCHAR AS label, '
                 "NULL::VARCHAR AS file WHERE false"
             )
+    for f in sorted(p for p in (db / contract.LABELS_DIR).glob("*.parquet") if not p.name.startswith(".")):
+        if _VIEW_NAME.match(f.stem) and f.stem not in RESERVED_VIEWS:
+            con.execute(f'CREATE VIEW "{f.stem}" AS SELECT * FROM read_parquet({_q(f)})')
     levels = sorted(p for p in (db / PYRAMID_DIR).glob("res=*.parquet"))
     if levels:
         allowed += levels

@@ -25,10 +25,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bands", help="comma-separated band order of the files, overriding the preset")
     p.add_argument("--res", type=int, help="H3 resolution of the chips (default: matches the chip size)")
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
-    p.add_argument("--mode", choices=["auto", "chip", "scene"], default="auto",
-                   help="chip: each file is one chip; scene: tile files into chips; auto: by file size")
-    p.add_argument("--min-valid", type=float, default=0.0,
-                   help="drop chips whose share of valid pixels is at or below this (default 0)")
+    p.add_argument(
+        "--mode",
+        choices=["auto", "chip", "scene"],
+        default="auto",
+        help="chip: each file is one chip; scene: tile files into chips; auto: by file size",
+    )
+    p.add_argument(
+        "--min-valid",
+        type=float,
+        default=0.0,
+        help="drop chips whose share of valid pixels is at or below this (default 0)",
+    )
     p.add_argument("--skip-empty", action="store_true", help="drop all-nodata chip files instead of failing")
     p.add_argument("--overwrite", action="store_true", help="replace embeddings already in DB")
     p.add_argument("--list-sensors", action="store_true", help="print the sensor presets and exit")

@@ -18,8 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
     p.add_argument("--port", type=int, default=8501, help="explorer port")
     p.add_argument("--no-serve", action="store_true", help="stop after printing (same as DEMO_SERVE=0)")
-    p.add_argument("--global-res", type=int, default=5,
-                   help="H3 resolution of the global database (5: ~615k land cells; 4: ~94k)")
+    p.add_argument(
+        "--global-res",
+        type=int,
+        default=5,
+        help="H3 resolution of the global database (5: ~615k land cells; 4: ~94k)",
+    )
     p.add_argument("--no-global", action="store_true", help="skip the global database")
     p.add_argument("--global-seeds", type=int, default=300, help="random MODIS seed cells for the global map")
 

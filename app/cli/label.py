@@ -1,4 +1,4 @@
-"""``earthvec label DB --seeds FILE [-k K] --out FILE.parquet``: kNN labelling of every cell."""
+"""``earthvec label DB --seeds FILE [-k K] --out FILE.parquet [--geotiff FILE.tif]``: kNN labelling."""
 
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out", required=True, help="output GeoParquet (h3, lat, lon, geometry, label, confidence)"
     )
     p.add_argument(
+        "--geotiff",
+        help="also write the map as an EPSG:4326 GeoTIFF of class codes (names in its tags)",
+    )
+    p.add_argument(
+        "--geotiff-res",
+        type=float,
+        default=0.25,
+        help="GeoTIFF pixel size in degrees (default 0.25)",
+    )
+    p.add_argument(
         "--block-res",
         type=int,
         help="H3 resolution of the spatial CV blocks (default: database resolution - 4)",
@@ -40,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not str(args.out).endswith(".parquet"):
         raise SeedError(f"--out {args.out}: the map is GeoParquet; give a path ending in .parquet")
+    geotiff = getattr(args, "geotiff", None)
+    if geotiff and not str(geotiff).lower().endswith((".tif", ".tiff")):
+        raise SeedError(f"--geotiff {geotiff}: give a path ending in .tif or .tiff")
     if args.folds < 2:
         raise SeedError(f"--folds {args.folds}: cross-validation needs at least 2 folds")
     flt = filter_from_args(args)
@@ -76,4 +89,12 @@ def run(args: argparse.Namespace) -> int:
     for name in sorted(r.predicted_counts):
         print(f"{name:24s} {seeds.get(name, 0):7d} {r.predicted_counts[name]:16d}")
     print(f"wrote {r.n_cells} cells to {r.out} (copy: {r.copy})")
+    if geotiff:
+        from index.export import prediction_geotiff
+
+        g = prediction_geotiff(r.out, geotiff, resolution_deg=getattr(args, "geotiff_res", 0.25))
+        print(
+            f"wrote GeoTIFF {g.path}: {g.width}x{g.height} px at {getattr(args, 'geotiff_res', 0.25)} deg, "
+            f"bounds {g.bounds}, {g.pixels_labelled} labelled px, {len(g.classes)} classes"
+        )
     return 0

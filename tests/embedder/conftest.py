@@ -8,8 +8,9 @@ import numpy as np
 import rasterio
 
 
-def rewrite(src_path: str, dst: Path, *, crs: bool = True, pixels: np.ndarray | None = None,
-            bands: int | None = None) -> Path:
+def rewrite(
+    src_path: str, dst: Path, *, crs: bool = True, pixels: np.ndarray | None = None, bands: int | None = None
+) -> Path:
     """Copy a real raster, optionally dropping its CRS, replacing pixels or keeping fewer bands."""
     with rasterio.open(src_path) as src:
         prof = src.profile.copy()

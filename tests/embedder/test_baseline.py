@@ -2,10 +2,10 @@ import numpy as np
 
 from embedder.baseline import ChannelStats
 from embedder.batch import ChipBatch, ModalityBatch
+from embedder.chips import item_geometry, plan_chips, read_chips
 from embedder.registry import get_embedder, model_id
 from embedder.sensors import get_sensor
 from embedder.sources import group_items, resolve_sources
-from embedder.chips import read_chips, plan_chips, item_geometry
 from tests.conftest import EUROSAT_GLOB
 
 
@@ -37,7 +37,9 @@ def test_nodata_pixels_are_ignored_not_zero():
     holed = mb.data.copy()
     holed[:, :, :32] = np.nan  # top half missing
     half = ChipBatch({"optical": ModalityBatch(mb.sensor, mb.bands, mb.wavelengths, holed, mb.present)})
-    top_cut = ChipBatch({"optical": ModalityBatch(mb.sensor, mb.bands, mb.wavelengths, mb.data[:, :, 32:], mb.present)})
+    top_cut = ChipBatch(
+        {"optical": ModalityBatch(mb.sensor, mb.bands, mb.wavelengths, mb.data[:, :, 32:], mb.present)}
+    )
     e = ChannelStats()
     np.testing.assert_allclose(e.features(half), e.features(top_cut), rtol=1e-5)
 

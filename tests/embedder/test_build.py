@@ -10,7 +10,7 @@ from embedder import contract
 from embedder.baseline import ChannelStats
 from embedder.build import SourceSpec, build_db
 from embedder.errors import ModelMismatchError, RasterError
-from tests.conftest import BEN_S1_GLOB, BEN_S2_GLOB, EUROSAT_GLOB, LANDSAT_GLOB
+from tests.conftest import EUROSAT_GLOB, LANDSAT_GLOB
 from tests.embedder.conftest import rewrite
 
 
@@ -31,9 +31,14 @@ def test_parquet_opens_in_duckdb_pyarrow_geopandas(eurosat_db):
     import geopandas as gpd
 
     files = glob.glob(str(eurosat_db / "embeddings" / "*" / "*.parquet"))
-    n = duckdb.connect().execute(
-        f"select count(*) from read_parquet('{eurosat_db}/embeddings/*/*.parquet', hive_partitioning=true)"
-    ).fetchone()[0]
+    n = (
+        duckdb.connect()
+        .execute(
+            f"select count(*) from read_parquet('{eurosat_db}/embeddings/*/*.parquet', "
+            "hive_partitioning=true)"
+        )
+        .fetchone()[0]
+    )
     assert n == 369
     schema = pq.read_schema(files[0])
     assert schema.field(contract.EMBEDDING).type.list_size == ChannelStats().dim
@@ -89,8 +94,11 @@ def test_refuses_to_mix_model_versions(tmp_path):
     src = [str(Path(EUROSAT_GLOB).parent.parent / "River" / "*.tif")]
     build_db(tmp_path / "db", src)
     with pytest.raises(ModelMismatchError, match="never mix model versions|Never mix model versions"):
-        build_db(tmp_path / "db", [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")],
-                 embedder=_OtherModel())
+        build_db(
+            tmp_path / "db",
+            [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")],
+            embedder=_OtherModel(),
+        )
     # forcing a mixed dataset on disk is refused when reading, naming both models
     other = tmp_path / "other"
     build_db(other, [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")], embedder=_OtherModel())
@@ -103,8 +111,7 @@ def test_refuses_to_mix_model_versions(tmp_path):
 
 
 def test_all_nodata_chip_is_refused_and_nothing_written(tmp_path, eurosat_manifest):
-    empty = rewrite(eurosat_manifest.abspath[0], tmp_path / "in" / "empty.tif",
-                    pixels=np.zeros((13, 64, 64)))
+    empty = rewrite(eurosat_manifest.abspath[0], tmp_path / "in" / "empty.tif", pixels=np.zeros((13, 64, 64)))
     with pytest.raises(RasterError, match=r"empty\.tif.*no valid pixel.*--skip-empty"):
         build_db(tmp_path / "db", [str(empty)], sensor="sentinel2-l1c-eurosat")
     assert not (tmp_path / "db" / "embeddings").exists() or not list((tmp_path / "db").rglob("*.parquet"))

@@ -16,9 +16,16 @@ def _table(meta, emb):
     n = len(emb)
     return contract.make_table(
         h3=np.arange(n, dtype=np.uint64) + 613196570331971583,
-        lat=np.zeros(n), lon=np.zeros(n), geometry=[b"x"] * n, datetime_=[None] * n,
-        source=[["a.tif"]] * n, modalities=[["optical"]] * n, sensors=[["s"]] * n,
-        valid_fraction=np.ones(n), embedding=emb, meta=meta,
+        lat=np.zeros(n),
+        lon=np.zeros(n),
+        geometry=[b"x"] * n,
+        datetime_=[None] * n,
+        source=[["a.tif"]] * n,
+        modalities=[["optical"]] * n,
+        sensors=[["s"]] * n,
+        valid_fraction=np.ones(n),
+        embedding=emb,
+        meta=meta,
     )
 
 

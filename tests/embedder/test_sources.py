@@ -43,7 +43,12 @@ def test_sensor_detection_and_grouping(pattern, sensor, n_items, n_bands):
 
 def test_datetimes_from_names_and_sidecars():
     ben = group_items(resolve_sources([BEN_S2_GLOB]), get_sensor("sentinel2-l2a-bigearthnet"))
-    assert {i.datetime.date().isoformat() for i in ben} == {"2017-06-13", "2017-06-17", "2017-09-24", "2017-12-21"}
+    assert {i.datetime.date().isoformat() for i in ben} == {
+        "2017-06-13",
+        "2017-06-17",
+        "2017-09-24",
+        "2017-12-21",
+    }
     l8 = group_items(resolve_sources([LANDSAT_GLOB]), get_sensor("landsat8-l1"))
     assert l8[0].datetime.date().isoformat() == "2015-08-04"  # from l8_MTL.txt DATE_ACQUIRED
 
@@ -73,5 +78,7 @@ def test_unreadable_file(tmp_path):
 
 
 def test_qa_band_is_skipped_not_fatal():
-    items = group_items(resolve_sources([str(Path(LANDSAT_GLOB).parent / "*.tif")]), get_sensor("landsat8-l1"))
+    items = group_items(
+        resolve_sources([str(Path(LANDSAT_GLOB).parent / "*.tif")]), get_sensor("landsat8-l1")
+    )
     assert all("BQA" not in p for p in items[0].paths)

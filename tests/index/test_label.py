@@ -195,9 +195,7 @@ def oracle_vote(seeds: np.ndarray, y: np.ndarray, n_classes: int, queries: np.nd
     return votes.argmax(axis=1), votes.max(axis=1) / votes.sum(axis=1), gap
 
 
-def test_label_map_equals_numpy_oracle(
-    db: Path, tmp_path: Path, eurosat_labels: pd.DataFrame
-) -> None:
+def test_label_map_equals_numpy_oracle(db: Path, tmp_path: Path, eurosat_labels: pd.DataFrame) -> None:
     # every third cell is a seed; the map labels all 369 cells
     seeds = eurosat_labels.iloc[::3]
     csv = tmp_path / "third.csv"
@@ -219,9 +217,7 @@ def test_label_map_equals_numpy_oracle(
     assert clear.mean() > 0.95
     np.testing.assert_array_equal(got[clear], want[clear])
     np.testing.assert_allclose(t.column(CONFIDENCE).to_numpy()[clear], want_conf[clear], rtol=1e-5)
-    assert r.predicted_counts == {
-        c: int((np.array(t.column(LABEL).to_pylist()) == c).sum()) for c in classes
-    }
+    assert r.predicted_counts == {c: int((np.array(t.column(LABEL).to_pylist()) == c).sum()) for c in classes}
     # the same map from an open index (seed vectors taken from the index)
     from index.store import open_index
 

@@ -1,0 +1,172 @@
+"""Raster export of a prediction map: H3 cells' classes burnt onto an EPSG:4326 GeoTIFF.
+
+Every output pixel takes the class of the H3 cell (at the map's resolution) that contains
+the pixel centre; pixels whose cell is not in the map are nodata (0). Class codes are 1..n
+in the order of the sorted class names; the GeoTIFF carries the code -> name table in its
+tags (``class_<code>=<name>`` and ``classes`` as JSON) and a colour map::
+
+    from index.export import prediction_geotiff
+    info = prediction_geotiff("map.parquet", "map.tif", resolution_deg=0.25)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h3.api.basic_int as h3i
+import numpy as np
+import pyarrow.parquet as pq
+import rasterio
+from rasterio.io import MemoryFile
+from rasterio.transform import from_origin
+
+from embedder import contract
+from embedder.errors import InputNotFoundError, RasterError
+from index.seeds import LABEL
+
+NODATA = 0
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+)  # fmt: skip
+"""Colours of class codes 1, 2, ... (cycled): the tab20 qualitative palette."""
+
+
+@dataclass(frozen=True)
+class GeoTiffInfo:
+    """What :func:`prediction_geotiff` wrote."""
+
+    path: Path
+    width: int
+    height: int
+    bounds: tuple[float, float, float, float]
+    classes: dict[int, str]
+    pixels_labelled: int
+
+
+def _snap(bounds: tuple[float, float, float, float], step: float) -> tuple[float, float, float, float]:
+    w, s, e, n = bounds
+    w, s = np.floor(w / step) * step, np.floor(s / step) * step
+    e, n = np.ceil(e / step) * step, np.ceil(n / step) * step
+    return max(float(w), -180.0), max(float(s), -90.0), min(float(e), 180.0), min(float(n), 90.0)
+
+
+def _extent(cells: np.ndarray, lat: np.ndarray, lon: np.ndarray, res: int) -> tuple[float, float, float, float]:
+    """Bounds (west, south, east, north) of the cells' centres padded by a cell edge."""
+    pad = np.degrees(h3i.average_hexagon_edge_length(res, unit="km") / 6371.0088) * 1.5
+    stretch = 1.0 / max(float(np.cos(np.radians(np.abs(lat).max()))), 0.05)
+    return (
+        float(lon.min() - pad * stretch),
+        float(lat.min() - pad),
+        float(lon.max() + pad * stretch),
+        float(lat.max() + pad),
+    )
+
+
+def rasterise(
+    cells: np.ndarray, codes: np.ndarray, res: int, bounds: tuple[float, float, float, float], step: float
+) -> np.ndarray:
+    """Class code of the cell under every pixel centre of a north-up grid, ``NODATA`` elsewhere.
+
+    Args:
+        cells: (N,) uint64 H3 cells, all at resolution ``res``.
+        codes: (N,) class codes (> 0).
+        res: H3 resolution of the cells.
+        bounds: (west, south, east, north) in degrees, multiples of ``step``.
+        step: pixel size in degrees.
+
+    Returns:
+        (height, width) int array.
+    """
+    w, s, e, n = bounds
+    width, height = round((e - w) / step), round((n - s) / step)
+    order = np.argsort(cells)
+    cells, codes = cells[order], codes[order]
+    lons = w + (np.arange(width) + 0.5) * step
+    lats = n - (np.arange(height) + 0.5) * step
+    out = np.full((height, width), NODATA, dtype=np.int32)
+    for r, la in enumerate(lats.tolist()):
+        row = np.fromiter((h3i.latlng_to_cell(la, lo, res) for lo in lons.tolist()), dtype=np.uint64, count=width)
+        pos = np.minimum(np.searchsorted(cells, row), len(cells) - 1)
+        hit = cells[pos] == row
+        out[r, hit] = codes[pos[hit]]
+    return out
+
+
+def prediction_geotiff(
+    pred_parquet: str | Path,
+    out_tif: str | Path,
+    resolution_deg: float = 0.25,
+    bounds: tuple[float, float, float, float] | None = None,
+) -> GeoTiffInfo:
+    """Write a land-cover prediction map (GeoParquet from ``earthvec label``) as a GeoTIFF.
+
+    Args:
+        pred_parquet: the prediction map (columns ``h3`` and ``label``).
+        out_tif: output GeoTIFF path (written atomically).
+        resolution_deg: pixel size in degrees (EPSG:4326).
+        bounds: (west, south, east, north); default the map's extent, snapped to the pixel grid.
+
+    Returns:
+        A :class:`GeoTiffInfo` with the size, bounds and class table.
+
+    Raises:
+        InputNotFoundError: ``pred_parquet`` does not exist.
+        RasterError: an empty map, mixed H3 resolutions, bad pixel size or bounds.
+    """
+    src = Path(pred_parquet)
+    if not src.is_file():
+        raise InputNotFoundError(f"{src}: no prediction map there; write one with earthvec label --out")
+    if not resolution_deg > 0:
+        raise RasterError(f"resolution_deg={resolution_deg}: give a positive pixel size in degrees")
+    t = pq.read_table(src, columns=[contract.H3, contract.LAT, contract.LON, LABEL])
+    if t.num_rows == 0:
+        raise RasterError(f"{src}: the prediction map has no cells; nothing to rasterise")
+    cells = t.column(contract.H3).to_numpy().astype(np.uint64)
+    resolutions = {h3i.get_resolution(int(c)) for c in np.unique(cells[:: max(1, len(cells) // 1000)])}
+    if len(resolutions) != 1:
+        raise RasterError(f"{src}: cells at H3 resolutions {sorted(resolutions)}; a map must use one")
+    res = resolutions.pop()
+    names = [str(x) for x in t.column(LABEL).to_pylist()]
+    classes = {i + 1: name for i, name in enumerate(sorted(set(names)))}
+    if len(classes) >= np.iinfo(np.uint16).max:
+        raise RasterError(f"{src}: {len(classes)} classes; a GeoTIFF class map holds at most 65534")
+    code_of = {name: code for code, name in classes.items()}
+    codes = np.array([code_of[x] for x in names], dtype=np.int32)
+    lat, lon = t.column(contract.LAT).to_numpy(), t.column(contract.LON).to_numpy()
+    box = _snap(bounds or _extent(cells, lat, lon, res), resolution_deg)
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise RasterError(f"bounds {bounds}: need west < east and south < north within -180..180, -90..90")
+    grid = rasterise(cells, codes, res, box, resolution_deg)
+    dtype = "uint8" if len(classes) < 255 else "uint16"
+    profile = {
+        "driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": dtype,
+        "crs": "EPSG:4326", "transform": from_origin(box[0], box[3], resolution_deg, resolution_deg),
+        "nodata": NODATA, "compress": "deflate",
+    }  # fmt: skip
+    if dtype == "uint8":
+        profile["photometric"] = "palette"
+    with MemoryFile() as mem:
+        with mem.open(**profile) as dst:
+            dst.write(grid.astype(dtype), 1)
+            dst.update_tags(classes=json.dumps(classes), source=str(src), h3_resolution=str(res))
+            dst.update_tags(**{f"class_{c}": n for c, n in classes.items()})
+            dst.set_band_description(1, "class code (see tags class_<code>)")
+            if dtype == "uint8":
+                cmap = {NODATA: (0, 0, 0, 0)}
+                cmap.update({c: (*PALETTE[(c - 1) % len(PALETTE)], 255) for c in classes})
+                dst.write_colormap(1, cmap)
+        data = mem.read()
+    out = Path(out_tif)
+    contract.atomic_write_bytes(out, data)
+    return GeoTiffInfo(out, grid.shape[1], grid.shape[0], box, classes, int((grid != NODATA).sum()))
+
+
+def read_classes(tif: str | Path) -> dict[int, str]:
+    """The class code -> name table stored in a GeoTIFF written by :func:`prediction_geotiff`."""
+    with rasterio.open(tif) as src:
+        return {int(k): v for k, v in json.loads(src.tags()["classes"]).items()}
