@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import rasterio
 from rasterio.io import MemoryFile
-from rasterio.transform import from_origin
+from rasterio.transform import Affine
 
 from embedder import contract
 from embedder.errors import InputNotFoundError, RasterError
@@ -55,7 +55,9 @@ def _snap(bounds: tuple[float, float, float, float], step: float) -> tuple[float
     return max(float(w), -180.0), max(float(s), -90.0), min(float(e), 180.0), min(float(n), 90.0)
 
 
-def _extent(cells: np.ndarray, lat: np.ndarray, lon: np.ndarray, res: int) -> tuple[float, float, float, float]:
+def _extent(
+    cells: np.ndarray, lat: np.ndarray, lon: np.ndarray, res: int
+) -> tuple[float, float, float, float]:
     """Bounds (west, south, east, north) of the cells' centres padded by a cell edge."""
     pad = np.degrees(h3i.average_hexagon_edge_length(res, unit="km") / 6371.0088) * 1.5
     stretch = 1.0 / max(float(np.cos(np.radians(np.abs(lat).max()))), 0.05)
@@ -90,7 +92,9 @@ def rasterise(
     lats = n - (np.arange(height) + 0.5) * step
     out = np.full((height, width), NODATA, dtype=np.int32)
     for r, la in enumerate(lats.tolist()):
-        row = np.fromiter((h3i.latlng_to_cell(la, lo, res) for lo in lons.tolist()), dtype=np.uint64, count=width)
+        row = np.fromiter(
+            (h3i.latlng_to_cell(la, lo, res) for lo in lons.tolist()), dtype=np.uint64, count=width
+        )
         pos = np.minimum(np.searchsorted(cells, row), len(cells) - 1)
         hit = cells[pos] == row
         out[r, hit] = codes[pos[hit]]
@@ -145,14 +149,13 @@ def prediction_geotiff(
     dtype = "uint8" if len(classes) < 255 else "uint16"
     profile = {
         "driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": dtype,
-        "crs": "EPSG:4326", "transform": from_origin(box[0], box[3], resolution_deg, resolution_deg),
+        "crs": "EPSG:4326", "transform": Affine(resolution_deg, 0.0, box[0], 0.0, -resolution_deg, box[3]),
         "nodata": NODATA, "compress": "deflate",
     }  # fmt: skip
     if dtype == "uint8":
         profile["photometric"] = "palette"
     with MemoryFile() as mem:
         with mem.open(**profile) as dst:
-            dst.write(grid.astype(dtype), 1)
             dst.update_tags(classes=json.dumps(classes), source=str(src), h3_resolution=str(res))
             dst.update_tags(**{f"class_{c}": n for c, n in classes.items()})
             dst.set_band_description(1, "class code (see tags class_<code>)")
@@ -160,6 +163,7 @@ def prediction_geotiff(
                 cmap = {NODATA: (0, 0, 0, 0)}
                 cmap.update({c: (*PALETTE[(c - 1) % len(PALETTE)], 255) for c in classes})
                 dst.write_colormap(1, cmap)
+            dst.write(grid.astype(dtype), 1)  # after the colour map: GDAL fixes it at the first write
         data = mem.read()
     out = Path(out_tif)
     contract.atomic_write_bytes(out, data)

@@ -2,8 +2,12 @@
 
 Each cell takes the labels of its ``k`` most similar seeds; votes are weighted by
 similarity, ``w = (1 + cos) / 2``, and the confidence is the winner's share of the weight.
-The map is computed one partition at a time (memory stays bounded by the largest
-partition) and written as GeoParquet through a temporary file.
+The map queries every cell against the seeds, not against the database: per block of
+cells one (cells x seeds) inner-product matrix (FAISS flat index over the seeds: BLAS plus
+a heap top-k, exact), then a vectorised vote. Partitions stream (one read ahead, one being
+written: memory holds a few partitions, never the database); vectors come zero-copy from
+Arrow, and the map is written with pyarrow as GeoParquet through a temporary file. A
+database folder needs no FAISS index: seed vectors are read from the seeds' partitions.
 
 Accuracy is estimated by spatially blocked cross-validation: seeds are grouped by their
 parent cell at a coarse resolution (the blocks) and whole blocks are held out together, so

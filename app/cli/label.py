@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if geotiff:
         from index.export import prediction_geotiff
 
-        g = prediction_geotiff(r.out, geotiff, resolution_deg=getattr(args, "geotiff_res", 0.25))
+        g = prediction_geotiff(r.out or args.out, geotiff, resolution_deg=getattr(args, "geotiff_res", 0.25))
         print(
             f"wrote GeoTIFF {g.path}: {g.width}x{g.height} px at {getattr(args, 'geotiff_res', 0.25)} deg, "
             f"bounds {g.bounds}, {g.pixels_labelled} labelled px, {len(g.classes)} classes"
