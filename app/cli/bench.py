@@ -1,0 +1,99 @@
+"""``earthvec bench``: every benchmark in one run; each prints its table and writes JSON."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HELP = "Run the benchmarks and write a JSON report."
+
+SUITES = ("build", "eval", "global", "search")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``earthvec bench``."""
+    p.add_argument("--out", default="bench_results", help="folder for the JSON reports")
+    p.add_argument("--only", default=",".join(SUITES), help=f"comma list of: {', '.join(SUITES)}")
+    p.add_argument("--quick", action="store_true", help="small sizes (a smoke run of a few minutes)")
+
+
+def _run(cmd: list[str]) -> int:
+    print("$ " + " ".join(cmd), flush=True)
+    return subprocess.call(cmd)
+
+
+def bench_build(out: Path) -> int:
+    """Build throughput of the 369 EuroSAT chips with each registered model (fresh databases)."""
+    import json
+    import shutil
+    import tempfile
+
+    from embedder.build import build_db
+    from embedder.registry import available_embedders
+
+    rows = []
+    for model in available_embedders():
+        db = Path(tempfile.mkdtemp()) / "db"
+        t = time.perf_counter()
+        r = build_db(db, ["data/eurosat_ms/tif/**/*.tif"], sensor="sentinel2-l1c-eurosat", model=model)
+        rows.append(
+            {
+                "model": r.model,
+                "rows": r.rows_written,
+                "seconds": round(time.perf_counter() - t, 2),
+                "rows_per_s": round(r.rows_written / (time.perf_counter() - t), 1),
+            }
+        )
+        shutil.rmtree(db.parent, ignore_errors=True)
+    print(f"{'model':32s} {'rows':>6s} {'seconds':>8s} {'rows/s':>8s}")
+    for r in rows:
+        print(f"{r['model']:32s} {r['rows']:6d} {r['seconds']:8.2f} {r['rows_per_s']:8.1f}")
+    (out / "build.json").write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen suites; returns non-zero if any failed."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    failed = []
+    for suite in [s.strip() for s in args.only.split(",") if s.strip()]:
+        print(f"\n=== {suite} ===", flush=True)
+        if suite == "build":
+            rc = bench_build(out)
+        elif suite == "eval":
+            draws = "5" if args.quick else "20"
+            rc = _run(
+                [
+                    py,
+                    "-m",
+                    "app.cli.main",
+                    "eval",
+                    "--threads",
+                    "1",
+                    "--draws",
+                    draws,
+                    "--json",
+                    str(out / "eval.json"),
+                ]
+            )
+        elif suite == "global":
+            cmd = [py, "-m", "embedder.global_experiment", "--out", str(out / "global_experiment.json")]
+            rc = _run(cmd + (["--cells", "3000", "--draws", "2"] if args.quick else []))
+        elif suite == "search":
+            rc = _run(
+                [py, "-m", "bench.run", "--out", str(out / "search.json")]
+                + (["--quick"] if args.quick else [])
+            )
+        else:
+            print(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}", file=sys.stderr)
+            rc = 2
+        if rc:
+            failed.append(suite)
+    if failed:
+        print(f"benchmarks failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
