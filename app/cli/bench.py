@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
             )
         elif suite == "global":
             cmd = [py, "-m", "embedder.global_experiment", "--out", str(out / "global_experiment.json")]
-            rc = _run(cmd + (["--cells", "3000", "--draws", "2"] if args.quick else []))
+            size = ["--cells", "3000", "--draws", "2"] if args.quick else ["--train-steps", "120"]
+            rc = _run(cmd + size)
         elif suite == "search":
             rc = _run(
                 [py, "-m", "bench.run", "--out", str(out / "search.json")]
