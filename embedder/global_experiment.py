@@ -40,6 +40,8 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "all": ("optical", "elevation", "climate"),
     "optical": ("optical",),
     "no_optical": ("elevation", "climate"),
+    "no_elevation": ("optical", "climate"),
+    "no_climate": ("optical", "elevation"),
 }
 WATER = 0
 
