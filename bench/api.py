@@ -105,9 +105,39 @@ def api_rows(
     row.qps_single = qps_single(lambda a: api.search(a, k), q[:single_queries])
     row.reached_target = None
     row.note = "build = index.store.open_index(rebuild=True) from Parquet"
+    row.extra = raw_pair(vi, q, k, single_queries)
     log(f"    -> recall {rec:.4f}, single {row.qps_single:,.0f}/s, batched {row.qps_batch:,.0f}/s")
     filt = filtered_queries(api, cells, x, q, k=k, log=log)
     return row, filt, vi
+
+
+def raw_pair(vi: Any, q: np.ndarray, k: int, single_queries: int) -> dict[str, float]:
+    """QPS of raw ``vi.index.search`` and of ``top_k`` on the same index, back to back.
+
+    Timing both on one index, alternately, keeps other jobs on the machine from skewing
+    the overhead (the raw FAISS row of the table was timed minutes earlier).
+    """
+    from index.search import top_k
+
+    def raw(a: np.ndarray) -> Any:
+        return vi.index.search(a, k)
+
+    def api(a: np.ndarray) -> Any:
+        return top_k(vi, a, k)
+
+    out: dict[str, float] = {}
+    for name, fn in (("raw", raw), ("api", api), ("raw2", raw), ("api2", api)):
+        out[f"{name}_single"] = qps_single(fn, q[:single_queries])
+        out[f"{name}_batch"] = qps_batched(fn, q)
+    res = {
+        "raw_single": max(out["raw_single"], out["raw2_single"]),
+        "api_single": max(out["api_single"], out["api2_single"]),
+        "raw_batch": max(out["raw_batch"], out["raw2_batch"]),
+        "api_batch": max(out["api_batch"], out["api2_batch"]),
+    }
+    res["overhead_single"] = res["raw_single"] / res["api_single"] - 1
+    res["overhead_batch"] = res["raw_batch"] / res["api_batch"] - 1
+    return {key: round(v, 4 if key.startswith("overhead") else 1) for key, v in res.items()}
 
 
 def filtered_queries(

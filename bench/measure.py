@@ -59,6 +59,7 @@ class Row:
     reached_target: bool | None = None
     sweep: list[dict[str, float]] = field(default_factory=list)
     note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (rounded)."""

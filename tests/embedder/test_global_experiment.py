@@ -50,7 +50,7 @@ def test_tiny_experiment_on_real_layers() -> None:
     report = run_experiment(cfg, layers=GlobalLayers(ROOT), log=lambda _: None)
     assert report["data"]["cells"] == 600
     res = report["results"]
-    assert set(res) == {"stats/all", "stats/optical", "stats/no_optical"}
+    assert set(res) == {f"stats/{v}" for v in ("all", "optical", "no_optical", "no_elevation", "no_climate")}
     # more seeds help, and the embeddings beat always guessing the majority class
     assert res["stats/all"]["400"]["acc"] > res["stats/all"]["10"]["acc"]
     assert res["stats/all"]["400"]["acc"] > report["majority_baseline_acc"] + 0.1
