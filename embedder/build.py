@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from embedder import contract
 from embedder.batch import ChipBatch, ModalityBatch, valid_fraction
 from embedder.chips import ChipSpec, choose_mode, default_resolution, item_geometry, plan_chips, read_chips
-from embedder.errors import ModelMismatchError, RasterError
+from embedder.errors import RasterError
 from embedder.h3grid import cell_to_str, cell_wkb
 from embedder.registry import DEFAULT_MODEL, Embedder, get_embedder, model_id
 from embedder.sensors import get_sensor
@@ -244,16 +244,9 @@ def _check_db_model(db: Path, meta: contract.DatasetMeta, overwrite: bool) -> No
         for sub in (contract.EMBEDDINGS_DIR, contract.INDEX_DIR):
             shutil.rmtree(db / sub, ignore_errors=True)
         return
-    try:
-        old = contract.read_meta(db)
-    except FileNotFoundError:
-        return
-    if not old.compatible(meta):
-        raise ModelMismatchError(
-            f"{db} already holds embeddings from {old.model} at H3 res {old.h3_resolution}; this build "
-            f"uses {meta.model} at res {meta.h3_resolution}. Never mix model versions: build into a new "
-            "database folder, or pass --overwrite to replace the old embeddings"
-        )
+    contract.ensure_compatible(
+        db, meta, "build into a new database folder, or pass --overwrite to replace the old embeddings"
+    )
 
 
 def build_db(

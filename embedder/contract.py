@@ -282,6 +282,28 @@ def read_meta(db: str | Path) -> DatasetMeta:
     return first
 
 
+def ensure_compatible(db: str | Path, meta: DatasetMeta, fix: str) -> None:
+    """Refuse to add rows of ``meta`` to a database holding another model version or resolution.
+
+    Args:
+        db: database folder (may not exist yet).
+        meta: metadata of the rows about to be written.
+        fix: what the user should do instead (ends the error message).
+
+    Raises:
+        ModelMismatchError: naming both models and resolutions, and ``fix``.
+    """
+    try:
+        old = read_meta(db)
+    except FileNotFoundError:
+        return
+    if not old.compatible(meta):
+        raise ModelMismatchError(
+            f"{db} already holds embeddings from {old.model} at H3 res {old.h3_resolution}; this build "
+            f"uses {meta.model} at res {meta.h3_resolution}. Never mix model versions: {fix}"
+        )
+
+
 def open_dataset(db: str | Path) -> tuple[pads.Dataset, DatasetMeta]:
     """Open the embeddings as a pyarrow dataset after validating the contract."""
     meta = read_meta(db)

@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 from embedder import contract
 from embedder.batch import ChipBatch, valid_fraction
 from embedder.build import PARTITION_OFFSET, BuildReport
-from embedder.errors import ModelMismatchError
 from embedder.global_cells import CellBlock, check_res, iter_blocks
 from embedder.global_labels import (
     koppen_classes,
@@ -66,19 +65,6 @@ def dataset_meta(emb: Embedder, layers: GlobalLayers, res: int, partition_res: i
         normalisation=emb.normalisation(),
         sensors={layers.sensor(m).name: layers.sensor(m).summary() for m in input_layers()},
     )
-
-
-def _check_db(db: Path, meta: contract.DatasetMeta) -> None:
-    try:
-        old = contract.read_meta(db)
-    except FileNotFoundError:
-        return
-    if not old.compatible(meta):
-        raise ModelMismatchError(
-            f"{db} already holds embeddings from {old.model} at H3 res {old.h3_resolution}; this "
-            f"global build uses {meta.model} at res {meta.h3_resolution}. Build into a new "
-            "database folder or delete the old one"
-        )
 
 
 def _layers_signature(layers: GlobalLayers) -> list[Any]:
@@ -220,7 +206,7 @@ def build_global_db(
     layers = layers or GlobalLayers(root)
     emb = embedder or get_embedder(model)
     meta = dataset_meta(emb, layers, res, prt)
-    _check_db(db, meta)
+    contract.ensure_compatible(db, meta, "build into a new database folder or delete the old one")
     report = BuildReport(str(db), model_id(emb), res, 0)
     base_key = config_hash(report.model, res, land_only, _layers_signature(layers))
     label_cells: list[np.ndarray] = []

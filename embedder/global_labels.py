@@ -67,6 +67,18 @@ def _majority(codes: np.ndarray, valid: np.ndarray, n_codes: int) -> np.ndarray:
     return out
 
 
+def _layer_codes(
+    layers: GlobalLayers, layer: str, lat: np.ndarray, lon: np.ndarray, res: int, k: int
+) -> np.ndarray:
+    """Class codes (N, k*k) sampled nearest-neighbour over each cell's footprint, -1 for NaN."""
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    rows, cols = _footprint(lat, lon, res, k)
+    values = layers.raster(layer).sample_windows(rows, cols, NEAREST).reshape(len(lat), -1)
+    finite = np.isfinite(values)
+    return np.where(finite, np.rint(np.where(finite, values, 0.0)), -1).astype(np.int64)
+
+
 def majority_labels(
     layers: GlobalLayers, lat: np.ndarray, lon: np.ndarray, res: int, k: int = SAMPLES_PER_SIDE
 ) -> np.ndarray:
@@ -79,13 +91,9 @@ def majority_labels(
         res: H3 resolution of the cells (sets the sampled footprint).
         k: samples per side of the footprint grid.
     """
-    lat = np.asarray(lat, dtype=np.float64)
-    lon = np.asarray(lon, dtype=np.float64)
     spec = layer_table()[LABEL_LAYER]
     n_codes = max(igbp_classes()) + 1
-    rows, cols = _footprint(lat, lon, res, k)
-    codes = layers.raster(LABEL_LAYER).sample_windows(rows, cols, NEAREST).reshape(len(lat), -1)
-    codes = codes.astype(np.int64)
+    codes = _layer_codes(layers, LABEL_LAYER, lat, lon, res, k)
     valid = (codes != int(spec["nodata"])) & (codes >= 0) & (codes < n_codes)
     return _majority(codes, valid, n_codes)
 
@@ -108,16 +116,9 @@ def majority_koppen(
         res: H3 resolution of the cells (sets the sampled footprint).
         k: samples per side of the footprint grid.
     """
-    lat = np.asarray(lat, dtype=np.float64)
-    lon = np.asarray(lon, dtype=np.float64)
     classes = koppen_classes(layers)
-    n_codes = max(classes) + 1
-    rows, cols = _footprint(lat, lon, res, k)
-    values = layers.raster(KOPPEN_LAYER).sample_windows(rows, cols, NEAREST).reshape(len(lat), -1)
-    finite = np.isfinite(values)
-    codes = np.where(finite, np.rint(np.where(finite, values, 0.0)), -1).astype(np.int64)
-    valid = np.isin(codes, list(classes))
-    return _majority(codes, valid, n_codes)
+    codes = _layer_codes(layers, KOPPEN_LAYER, lat, lon, res, k)
+    return _majority(codes, np.isin(codes, list(classes)), max(classes) + 1)
 
 
 def labels_table(cells: np.ndarray, codes: np.ndarray, names: dict[int, str] | None = None) -> pa.Table:

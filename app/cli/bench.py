@@ -38,13 +38,14 @@ def bench_build(out: Path) -> int:
     for model in available_embedders():
         db = Path(tempfile.mkdtemp()) / "db"
         t = time.perf_counter()
-        r = build_db(db, ["data/eurosat_ms/tif/**/*.tif"], sensor="sentinel2-l1c-eurosat", model=model)
+        report = build_db(db, ["data/eurosat_ms/tif/**/*.tif"], sensor="sentinel2-l1c-eurosat", model=model)
+        seconds = time.perf_counter() - t
         rows.append(
             {
-                "model": r.model,
-                "rows": r.rows_written,
-                "seconds": round(time.perf_counter() - t, 2),
-                "rows_per_s": round(r.rows_written / (time.perf_counter() - t), 1),
+                "model": report.model,
+                "rows": report.rows_written,
+                "seconds": round(seconds, 2),
+                "rows_per_s": round(report.rows_written / seconds, 1),
             }
         )
         shutil.rmtree(db.parent, ignore_errors=True)
