@@ -1,7 +1,7 @@
 """Choose a FAISS index structure from data size and memory, and build it from a vector stream.
 
 The structure is a FAISS factory string (``"Flat"``, ``"IVF4096,Flat"``,
-``"IVF16384_HNSW32,PQ64x4fs,Refine(SQ8)"``) that the user may override. The rules:
+``"IVF16384_HNSW32,SQ8"``) that the user may override. The rules:
 
 * fewer than :data:`EXACT_MAX` vectors: ``Flat`` (exact search is fast enough and needs no
   training);
@@ -12,8 +12,9 @@ The structure is a FAISS factory string (``"Flat"``, ``"IVF4096,Flat"``,
 * the raw vectors fit in the memory budget: ``IVF<nlist>,Flat`` (exact distances inside the
   probed lists, so no refinement is needed; it is filled block by block and supports
   removal, which incremental index updates use);
-* otherwise compressed codes: ``IVF<nlist>,PQ<d/2>x4fs`` (4-bit fast-scan product quantiser)
-  re-ranked with ``Refine(SQ8)`` (8-bit codes, ``d`` bytes a vector) when those still fit.
+* otherwise compressed codes (:func:`compressed_ladder`): 16-bit float codes, else 8-bit
+  scalar codes, else a 4-bit fast-scan product quantiser (``IVF<nlist>,PQ<d/2>x4fsr``),
+  whichever is the most accurate that fits.
 
 ``nlist`` is the power of two nearest ``4 * sqrt(n)``; from 16,384 lists the coarse quantiser
 is an HNSW graph so that adding millions of vectors does not scan every centroid.
@@ -280,19 +281,31 @@ def plan_index(
     )
 
 
-def compressed_factory(n: int, dim: int, memory_bytes: int) -> tuple[str, str] | None:
-    """The compressed structure for ``n`` vectors within ``memory_bytes``, and why; ``None`` if none fits.
+def compressed_ladder(n: int, dim: int) -> list[tuple[str, str]]:
+    """Compressed structures for ``n`` vectors of ``dim``, most accurate (and largest) first.
 
-    ``IVF<nlist>,PQ<d/2>x4fs,Refine(SQ8)`` when the 8-bit re-ranking codes fit, else the 4-bit
-    codes alone.
+    Scalar codes keep every dimension: 16-bit floats (2 bytes a dimension, recall@10 0.99 in
+    ``bench/search_bench.py``), then 8-bit codes (1 byte). Only when those do not fit does a
+    4-bit fast-scan product quantiser on residuals take over (a quarter byte a dimension,
+    much lower recall on dense data). A re-ranking stage on top of PQ (``Refine(SQ8)``) was
+    measured too: it costs more memory than 8-bit codes alone and recalls less.
     """
     nlist = nlist_for(n)
     ivf = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nlist}"
     m = _pq_subquantizers(dim)
-    for f, why in (
-        (f"{ivf},PQ{m}x4fs,Refine(SQ8)", "4-bit PQ codes re-ranked on 8-bit scalar codes"),
-        (f"{ivf},PQ{m}x4fs", "4-bit PQ codes only (8-bit codes do not fit)"),
-    ):
+    return [
+        (f"{ivf},SQfp16", "16-bit float codes (half the raw size)"),
+        (f"{ivf},SQ8", "8-bit scalar codes (a quarter of the raw size)"),
+        (f"{ivf},PQ{m}x4fsr", "4-bit fast-scan PQ codes of residuals (8-bit codes do not fit)"),
+    ]
+
+
+def compressed_factory(n: int, dim: int, memory_bytes: int) -> tuple[str, str] | None:
+    """The first structure of :func:`compressed_ladder` that fits ``memory_bytes``, and why.
+
+    ``None`` when not even the 4-bit codes fit.
+    """
+    for f, why in compressed_ladder(n, dim):
         if n * bytes_per_vector(f, dim) <= memory_bytes:
             return f, why
     return None

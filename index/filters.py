@@ -8,6 +8,7 @@ the database resolution are one contiguous range of integer ids.
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Sequence
@@ -34,6 +35,7 @@ _OPS = {
 }
 _CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
 _WHERE_COLUMNS = (contract.VALID_FRACTION, contract.LAT, contract.LON)
+_NON_RANGE_FIELDS = ("bbox", "polygon", "start", "end", "min_valid_fraction", "where")
 
 
 def parse_time(value: str | datetime | None, name: str) -> datetime | None:
@@ -230,7 +232,7 @@ class Filter:
         Each region or cell is one contiguous id range, found by binary search, so the cost
         does not grow with the number of rows. ``None`` when the filter has other parts.
         """
-        if self.empty or Filter(region=self.region, cells=self.cells) != self:
+        if self.empty or any(getattr(self, f) is not None for f in _NON_RANGE_FIELDS):
             return None
         ranges = [_range(c, res) for c in self.cells] if self.cells is not None else None
         if self.region is not None:
@@ -242,13 +244,15 @@ class Filter:
                 continue
             a = int(np.searchsorted(ids_sorted, np.uint64(lo), side="left"))
             b = int(np.searchsorted(ids_sorted, np.uint64(hi), side="right"))
-            spans.append(np.arange(a, b))
+            spans.append(np.arange(a, b, dtype=np.int64))
+        if len(spans) == 1:
+            return spans[0]  # one region: one sorted run of positions
         return np.unique(np.concatenate(spans)) if spans else np.zeros(0, dtype=np.int64)
 
     def selector(self, ids: np.ndarray, res: int) -> Any:
         """A FAISS id selector for candidate ``ids`` (one range when the filter is a region)."""
         if self.region_only:
-            lo, hi = _range(self.region, res)  # type: ignore[arg-type]
+            lo, hi = _range(self.region, res)
             return faiss.IDSelectorRange(lo, hi + 1)
         ids64 = np.ascontiguousarray(ids, dtype=np.int64)
         return _BatchSelector(ids64)
@@ -266,7 +270,9 @@ def _us(dt: datetime) -> int:
     return int(round(dt.timestamp() * 1_000_000))
 
 
+@functools.lru_cache(maxsize=4096)
 def _range(cell: str | int, res: int) -> tuple[int, int]:
+    """Inclusive id range of the descendants of ``cell`` at ``res`` (memoised: queries repeat)."""
     c = h3grid.parse_cell(cell)
     r = h3grid.cell_resolution(c)
     if r > res:

@@ -138,6 +138,7 @@ class SeedVoter:
         """
         mats = queries if isinstance(queries, list) else [queries]
         qs = [np.ascontiguousarray(m, dtype=np.float32).reshape(-1, self.dim) for m in mats]
+        block = min(block, max(1024, -(-sum(len(q) for q in qs) // SEARCH_WORKERS)))  # all cores busy
         blocks = [q[b : b + block] for q in qs for b in range(0, len(q), block)]
         if not blocks:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
@@ -146,6 +147,8 @@ class SeedVoter:
 
 
 _POOL: list[ThreadPoolExecutor] = []
+SEARCH_WORKERS = max(1, min(os.cpu_count() or 1, 8))
+"""Threads labelling blocks of cells (one per core; each runs FAISS single-threaded)."""
 
 
 def _search_pool() -> ThreadPoolExecutor:
@@ -153,7 +156,7 @@ def _search_pool() -> ThreadPoolExecutor:
     if not _POOL:
         _POOL.append(
             ThreadPoolExecutor(
-                max_workers=max(1, min(os.cpu_count() or 1, 8)),
+                max_workers=SEARCH_WORKERS,
                 thread_name_prefix="earthvec-knn",
                 initializer=faiss.omp_set_num_threads,
                 initargs=(1,),
@@ -297,30 +300,46 @@ class LabelResult:
 
 @dataclass(frozen=True)
 class MapSource:
-    """What a label map reads: the database folder and its resolutions."""
+    """What a label map reads: the database folder and its resolutions.
+
+    ``vi`` is an open index holding the exact vectors in memory (Flat, HNSW-Flat, IVF-Flat);
+    the map then takes each cell's vector from it and reads only the cells' attributes and
+    geometry from Parquet (the embedding column dominates decoding time).
+    """
 
     db: Path
     resolution: int
     partition_resolution: int
     model: str
+    vi: VectorIndex | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, db: str | Path | VectorIndex) -> MapSource:
         """From an open index (no I/O) or a database folder (contract-checked metadata)."""
         if isinstance(db, VectorIndex):
-            return cls(Path(db.db), db.resolution, db.sidecar.partition_resolution, db.model)
+            in_ram = db.row_order.matrix is not None or db.exact_vectors
+            return cls(
+                Path(db.db), db.resolution, db.sidecar.partition_resolution, db.model, db if in_ram else None
+            )
         meta = contract.read_meta(db)
         return cls(Path(db), meta.h3_resolution, meta.partition_resolution, meta.model)
 
 
-def _partition_tables(src: MapSource, flt: Filter, progress: bool) -> Iterator[pa.Table]:
+Part = tuple[pa.Table, list[np.ndarray]]
+"""A partition's rows to label and their vectors (one or more matrices, stacked in order)."""
+
+
+def _partition_tables(src: MapSource, flt: Filter, progress: bool) -> Iterator[Part]:
     """Most recent rows (inside ``flt``) of each partition overlapping ``flt``'s region."""
     files = partition_files(src.db)
     parts = list(files)
     ranges = flt.id_ranges(src.resolution)
     if ranges:
         parts = [p for p in parts if any(_overlaps(p, lo, hi, src.resolution) for lo, hi in ranges)]
-    cols = [contract.H3, contract.DATETIME, contract.LAT, contract.LON, contract.GEOMETRY, contract.EMBEDDING]
+    vi = src.vi if src.vi is not None and not (flt.has_time and src.vi.sidecar.multi_date) else None
+    cols = [contract.H3, contract.DATETIME, contract.LAT, contract.LON, contract.GEOMETRY]
+    if vi is None:
+        cols.append(contract.EMBEDDING)
     if not flt.empty:
         cols.append(contract.VALID_FRACTION)
     # a time range picks each cell's most recent row inside the range (as search does)
@@ -329,28 +348,39 @@ def _partition_tables(src: MapSource, flt: Filter, progress: bool) -> Iterator[p
         table = latest_rows(read_files(files[p], cols, expr))[0]
         if not flt.empty and table.num_rows:
             table = table.filter(pa.array(flt.mask(table, src.resolution)))
-        if table.num_rows:
-            yield table
+        if not table.num_rows:
+            continue
+        if vi is None:
+            yield table, embedding_chunks(table)
+            continue
+        pos = vi.positions(np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64))
+        if (pos < 0).any():  # the files changed after the index was opened: read this one
+            table = latest_rows(read_files(files[p], [*cols, contract.EMBEDDING], expr))[0]
+            if not flt.empty:
+                table = table.filter(pa.array(flt.mask(table, src.resolution)))
+            yield table, embedding_chunks(table)
+        else:
+            yield table, [vi.vectors_at(pos)]
 
 
-def _prefetch(it: Iterator[pa.Table]) -> Iterator[pa.Table]:
+def _prefetch(it: Iterator[Part]) -> Iterator[Part]:
     """Iterate ``it`` one item ahead in a worker thread (Parquet decoding releases the GIL)."""
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="earthvec-read") as pool:
         nxt = pool.submit(next, it, None)
         while True:
-            table = nxt.result()
-            if table is None:
+            item = nxt.result()
+            if item is None:
                 return
             nxt = pool.submit(next, it, None)
-            yield table
+            yield item
 
 
 def _predict(
     src: MapSource, voter: SeedVoter, classes: pa.Array, flt: Filter, progress: bool
 ) -> Iterator[tuple[pa.Table, np.ndarray]]:
     schema = prediction_schema()
-    for table in _prefetch(_partition_tables(src, flt, progress)):
-        pred, conf = voter(embedding_chunks(table))
+    for table, vectors in _prefetch(_partition_tables(src, flt, progress)):
+        pred, conf = voter(vectors)
         out = pa.Table.from_arrays(
             [
                 table.column(contract.H3),

@@ -211,33 +211,37 @@ def top_k(
     """Top ``k`` rows for each query (unit vectors), honouring filters and exclusions.
 
     The fast path is one FAISS search. With a filter, at most :data:`EXACT_FILTER_MAX`
-    passing cells are ranked exhaustively (exact on any index); more are searched by FAISS
-    with an id selector (one ``IDSelectorRange`` for a region; exact on a Flat index).
+    passing cells are ranked exhaustively (exact on any index; a region is one contiguous
+    run of rows, read in place when the index holds raw vectors in row order); more are
+    searched by FAISS with an id selector (one ``IDSelectorRange`` for a region).
     """
     q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, vi.dim)
-    exclude = exclude or [[] for _ in range(len(q))]
-    extra = max((len(e) for e in exclude), default=0)
-    flt = flt or Filter()
-    if not flt.empty:
+    extra = max((len(e) for e in exclude), default=0) if exclude else 0
+    if flt is not None and flt.empty:
+        flt = None
+    if flt is not None:
         flt.validate(vi.resolution)
-    if flt.has_time and vi.sidecar.multi_date:
-        return _top_k_parquet(vi, q, k, flt, exclude)
+        if flt.has_time and vi.sidecar.multi_date:
+            return _top_k_parquet(vi, q, k, flt, exclude or [[] for _ in range(len(q))])
     kk = k + extra
-    if flt.empty:
-        scores, ids = vi.search(q, kk)
+    if flt is None:
+        scores, rows = vi.search_rows(q, kk)
     else:
         cand = flt.range_positions(vi.ids, vi.resolution)
         if cand is None:
             cand = np.flatnonzero(flt.mask(vi.rows, vi.resolution))
         if len(cand) == 0:
             return Hits(vi.rows, np.full((len(q), 0), -1), np.zeros((len(q), 0), np.float32), vi.scalars)
-        if len(cand) > EXACT_FILTER_MAX:
-            scores, ids = vi.search(q, min(kk, len(cand)), sel=flt.selector(vi.ids[cand], vi.resolution))
+        contiguous = int(cand[-1]) - int(cand[0]) == len(cand) - 1
+        if len(cand) <= EXACT_FILTER_MAX:
+            scores, pos = _brute(vi.vectors_at(cand), q, min(kk, len(cand)))
+            rows = np.where(pos >= 0, cand[np.maximum(pos, 0)], -1)
+        elif contiguous:
+            scores, rows = vi.search_rows(q, min(kk, len(cand)), span=(int(cand[0]), int(cand[-1]) + 1))
         else:
-            scores, pos = _brute(vi.vectors(vi.ids[cand]), q, min(kk, len(cand)))
-            ids = np.where(pos >= 0, vi.ids[cand][np.maximum(pos, 0)].astype(np.int64), -1)
-    rows = np.where(ids >= 0, vi.positions(np.maximum(ids, 0).astype(np.uint64)), -1)
-    rows, scores = _drop_excluded(vi.ids, rows, scores, exclude, k)
+            scores, ids = vi.search(q, min(kk, len(cand)), sel=flt.selector(vi.ids[cand], vi.resolution))
+            rows = np.where(ids >= 0, vi.positions(np.maximum(ids, 0).astype(np.uint64)), -1)
+    rows, scores = _drop_excluded(vi.ids, rows, scores, exclude or (), k)
     return Hits(vi.rows, rows, scores, vi.scalars)
 
 
@@ -245,8 +249,13 @@ def _brute(vectors: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     """Exact top-k by inner product (numpy), positions into ``vectors``."""
     if len(vectors) == 0:
         return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-    sims = q @ vectors.T
     k = min(k, len(vectors))
+    if len(q) == 1:  # one query (the interactive case): skip the 2-d bookkeeping
+        s = vectors @ q[0]
+        top = np.argpartition(s, len(s) - k)[len(s) - k :] if k < len(s) else np.arange(len(s))
+        top = top[np.argsort(-s[top], kind="stable")]
+        return s[top][None, :].astype(np.float32), top[None, :].astype(np.int64)
+    sims = q @ vectors.T
     part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
     pos = np.take_along_axis(part, order, axis=1)
@@ -258,6 +267,8 @@ def _drop_excluded(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Drop missing and excluded hits and keep the first ``k`` of each query (vectorised)."""
     rows = np.asarray(rows, dtype=np.int64)
+    if not exclude and rows.shape[1] == k and (rows.size == 0 or rows.min() >= 0):
+        return rows, np.asarray(scores, dtype=np.float32)  # the common case: nothing to drop
     ok = rows >= 0
     width = max((len(e) for e in exclude), default=0)
     if width and rows.size:

@@ -68,6 +68,14 @@ class VectorIndex:
     _gpu: Any = field(default=None, repr=False)
     _exact: bool | None = field(default=None, repr=False)
     _scalars: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _order: RowOrder | None = field(default=None, repr=False)
+
+    @property
+    def row_order(self) -> RowOrder:
+        """The index without its id map when its internal ids are the row positions (cached)."""
+        if self._order is None:
+            self._order = row_order(self.index, self.ids)
+        return self._order
 
     @property
     def scalars(self) -> dict[str, np.ndarray]:
@@ -126,9 +134,20 @@ class VectorIndex:
                 f"cell {h3grid.cell_to_str(int(missing[0]))} is not in the database {self.db}; "
                 'pick a cell from the database (earthvec sql DB "SELECT h3 FROM embeddings")'
             )
+        if self.row_order.matrix is not None:
+            return self.row_order.matrix[self.positions(cells)]
         if self.exact_vectors:
             return np.asarray(self.index.reconstruct_batch(cells.astype(np.int64)), dtype=np.float32)
         return self._vectors_from_parquet(cells)
+
+    def vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """Vectors of the rows at ``positions`` of :attr:`rows` (a view for one contiguous run)."""
+        m = self.row_order.matrix
+        if m is None:
+            return self.vectors(self.ids[positions])
+        if len(positions) and positions[-1] - positions[0] == len(positions) - 1:
+            return m[int(positions[0]) : int(positions[-1]) + 1]  # sorted and contiguous
+        return m[positions]
 
     def _vectors_from_parquet(self, cells: np.ndarray) -> np.ndarray:
         parents = h3grid.cell_parents(cells, self.sidecar.partition_resolution)
@@ -156,6 +175,27 @@ class VectorIndex:
             return gpu.search(q, k)
         return self.index.search(q, k, params=fac.search_params(self.index, k, sel))
 
+    def search_rows(
+        self, queries: np.ndarray, k: int, span: tuple[int, int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` as ``(scores, row positions of rows)``, -1 padding missing hits.
+
+        When the index stores its rows in row order (:attr:`row_order`), the inner index is
+        searched directly and its internal ids are the positions: no id translation. ``span``
+        ``(a, b)`` restricts the search to rows ``a <= row < b`` (an id range).
+        """
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        k = max(1, min(int(k), len(self)))
+        inner = self.row_order.index
+        if inner is not None and (span is not None or self._gpu_index() is None):
+            sel = faiss.IDSelectorRange(span[0], span[1]) if span is not None else None
+            return inner.search(q, k, params=self.row_order.params(k, sel))
+        sel = None
+        if span is not None:
+            sel = faiss.IDSelectorRange(int(self.ids[span[0]]), int(self.ids[span[1] - 1]) + 1)
+        scores, ids = self.search(q, k, sel=sel)
+        return scores, np.where(ids >= 0, self.positions(np.maximum(ids, 0).astype(np.uint64)), -1)
+
     def _gpu_index(self) -> Any:
         """A GPU copy of an exact index when FAISS sees a GPU (made once), else ``None``."""
         if self._gpu is None:
@@ -166,6 +206,53 @@ class VectorIndex:
                 except (RuntimeError, AttributeError) as exc:  # structure not supported there
                     log.info("searching on the CPU: %s", str(exc).splitlines()[0])
         return self._gpu or None
+
+
+@dataclass(frozen=True)
+class RowOrder:
+    """An id-mapped index whose internal ids equal the row positions (built in row order).
+
+    Attributes:
+        index: the inner FAISS index (search it to get row positions), or ``None``.
+        matrix: zero-copy (n, dim) view of its raw float32 vectors in row order (Flat and
+            HNSW-Flat), or ``None``.
+        graph: the inner index's HNSW graph (its ``efSearch`` is read at each search), or
+            ``None``.
+    """
+
+    index: Any = None
+    matrix: np.ndarray | None = None
+    graph: Any = None
+
+    def params(self, k: int, sel: Any = None) -> Any:
+        """Search parameters: the selector, and ``efSearch`` raised to ``k`` where needed."""
+        if self.graph is not None:
+            ef = self.graph.efSearch
+            if sel is None and ef >= k:
+                return None
+            return faiss.SearchParametersHNSW(sel=sel, efSearch=max(ef, k))  # type: ignore[attr-defined]
+        return fac.search_params(self.index, k, sel) if sel is not None else None
+
+
+def row_order(index: faiss.Index, ids: np.ndarray) -> RowOrder:
+    """The :class:`RowOrder` of ``index`` over the sorted cells ``ids`` (empty when not in order).
+
+    Indexes are built from rows sorted by cell, so an ``IDMap`` wrapper's internal ids are
+    the row positions until an incremental update appends out of order; that is checked
+    here, not assumed.
+    """
+    if not isinstance(index, faiss.IndexIDMap | faiss.IndexIDMap2) or index.ntotal != len(ids):
+        return RowOrder()
+    if not np.array_equal(faiss.vector_to_array(index.id_map), ids.astype(np.int64)):
+        return RowOrder()
+    inner = faiss.downcast_index(index.index)
+    graph = inner.hnsw if isinstance(inner, faiss.IndexHNSW) else None
+    flat = faiss.downcast_index(inner.storage) if isinstance(inner, faiss.IndexHNSWFlat) else inner
+    matrix = None
+    if type(flat) in (faiss.IndexFlat, faiss.IndexFlatIP) and flat.ntotal == len(ids):
+        ptr = flat.get_xb()  # type: ignore[attr-defined]  # IndexFlat's, missing from the stubs
+        matrix = faiss.rev_swig_ptr(ptr, flat.ntotal * flat.d).reshape(flat.ntotal, flat.d)
+    return RowOrder(index=inner, matrix=matrix, graph=graph)
 
 
 def build_index(
@@ -404,6 +491,7 @@ def update_index(
     rows added. Structures without removal (HNSW) are rebuilt in full.
     """
     parts = changed_partitions(vi.sidecar.files, sigs)
+    vi._order = RowOrder()  # the views into the index below go stale when it changes
     if not fac.supports_remove(vi.index) or not vi.index.is_trained:
         log.info("embeddings changed in %d partition(s); rebuilding the index", len(parts))
         return build_index(vi.db, factory=vi.sidecar.factory, progress=progress)

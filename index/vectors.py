@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from embedder import contract, h3grid
 
@@ -109,6 +110,37 @@ def iter_latest(
         yield part, table, multi
 
 
+def read_cells(files: list[Path], cells: np.ndarray, columns: list[str]) -> pa.Table:
+    """The rows of ``files`` whose cell is in ``cells``, decoding only the row groups holding them.
+
+    The ``h3`` column is read first (cheap); the other columns (the embedding dominates) are
+    decoded only for the row groups that hold a wanted cell.
+    """
+    want = np.asarray(cells, dtype=np.uint64)
+    parts = []
+    for f in files:
+        pf = pq.ParquetFile(f)
+        h3 = np.asarray(pf.read(columns=[contract.H3]).column(0).to_numpy(), dtype=np.uint64)
+        hit = np.flatnonzero(np.isin(h3, want))
+        if len(hit) == 0:
+            continue
+        sizes = [pf.metadata.row_group(i).num_rows for i in range(pf.metadata.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)])
+        groups = np.unique(np.searchsorted(starts, hit, side="right") - 1)
+        table = pf.read_row_groups(groups.tolist(), columns=columns)
+        offsets = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])])
+        local = np.concatenate(
+            [
+                hit[(hit >= starts[g]) & (hit < starts[g + 1])] - starts[g] + offsets[j]
+                for j, g in enumerate(groups)
+            ]
+        )
+        parts.append(table.take(pa.array(local)).replace_schema_metadata(None))
+    if not parts:
+        return read_files(files[:1], columns, pc.field(contract.H3).isin(pa.array([], pa.uint64())))
+    return pa.concat_tables(parts)
+
+
 def lookup_latest(db: str | Path, cells: np.ndarray, partition_res: int) -> tuple[np.ndarray, np.ndarray]:
     """The most recent vectors of those ``cells`` that the database holds.
 
@@ -127,10 +159,8 @@ def lookup_latest(db: str | Path, cells: np.ndarray, partition_res: int) -> tupl
         key = h3grid.cell_to_str(int(p))
         if key not in files:
             continue
-        want = pa.array(cells[parents == p], type=pa.uint64())
-        expr = pc.field(contract.H3).isin(want)
         table = latest_rows(
-            read_files(files[key], [contract.H3, contract.DATETIME, contract.EMBEDDING], expr)
+            read_cells(files[key], cells[parents == p], [contract.H3, contract.DATETIME, contract.EMBEDDING])
         )[0]
         found.append(np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64))
         vecs.append(contract.embeddings_matrix(table))

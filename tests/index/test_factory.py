@@ -54,9 +54,10 @@ def test_rules_follow_size_and_memory() -> None:
     assert fac.choose_factory(1_000_000, 128, 1 * GIB) == "IVF4096,Flat"  # the graph does not fit
     assert fac.choose_factory(8_000_000, 128, 16 * GIB) == "IVF8192,Flat"  # too many for a graph
     big = fac.plan_index(10_000_000, 128, 4 * GIB)
-    assert big.factory == "IVF16384_HNSW32,PQ64x4fs,Refine(SQ8)"
+    assert big.factory == "IVF16384_HNSW32,SQfp16"
     assert big.total_bytes <= 4 * GIB < 10_000_000 * 128 * 4
-    assert fac.choose_factory(10_000_000, 128, 1 * GIB) == "IVF16384_HNSW32,PQ64x4fs"
+    assert fac.choose_factory(10_000_000, 128, 2 * GIB) == "IVF16384_HNSW32,SQ8"
+    assert fac.choose_factory(10_000_000, 128, 1 * GIB) == "IVF16384_HNSW32,PQ64x4fsr"
     with pytest.raises(fac.IndexBuildError, match="do not fit"):
         fac.plan_index(10_000_000, 128, 100 * 2**20)
 
@@ -64,8 +65,8 @@ def test_rules_follow_size_and_memory() -> None:
 def test_compressed_structure_shrinks_with_the_budget() -> None:
     roomy = fac.compressed_factory(1_000_000, 128, 1 * GIB)
     tight = fac.compressed_factory(1_000_000, 128, 50 * 2**20)
-    assert roomy is not None and roomy[0] == "IVF4096,PQ64x4fs,Refine(SQ8)"
-    assert tight is not None and tight[0] == "IVF4096,PQ64x4fs"
+    assert roomy is not None and roomy[0] == "IVF4096,SQfp16"
+    assert tight is not None and tight[0] == "IVF4096,PQ64x4fsr"
     assert fac.compressed_factory(1_000_000, 128, 10 * 2**20) is None
 
 

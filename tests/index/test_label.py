@@ -221,8 +221,12 @@ def test_label_map_equals_numpy_oracle(db: Path, tmp_path: Path, eurosat_labels:
     # the same map from an open index (seed vectors taken from the index)
     from index.store import open_index
 
+    from index.label import MapSource
+
     out2 = tmp_path / "map2.parquet"
-    label_db(open_index(db), csv, k=7, out=out2)
+    vi = open_index(db)
+    assert MapSource.of(vi).vi is vi  # vectors come from the open index, not from Parquet
+    label_db(vi, csv, k=7, out=out2)
     t2 = pq.read_table(out2)
     assert t2.column(LABEL).to_pylist() == t.column(LABEL).to_pylist()
     np.testing.assert_array_equal(t2.column(CONFIDENCE).to_numpy(), t.column(CONFIDENCE).to_numpy())

@@ -321,3 +321,30 @@ def test_large_filters_go_through_faiss_selectors(
         qi = int(np.flatnonzero(keep)[2])
         df = similar(ro_index, cell=int(ids[qi]), k=12, flt=flt)
         _matches_oracle(df, *_filtered_oracle(eurosat_labels, keep, qi, 12))
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW8"])
+def test_row_order_shortcut_equals_id_mapped_search(
+    db: Path, eurosat_labels: pd.DataFrame, factory: str
+) -> None:
+    """Indexes built in cell order are searched without their id map and read in place."""
+    vi = open_index(db, factory=factory)
+    ro = vi.row_order
+    assert ro.index is not None and ro.matrix is not None
+    vecs = np.stack(eurosat_labels["vec"].to_numpy())
+    np.testing.assert_array_equal(ro.matrix, vecs)  # rows sorted by cell, like the fixture
+    np.testing.assert_array_equal(vi.vectors(vi.ids[::7]), vecs[::7])
+    np.testing.assert_array_equal(vi.vectors_at(np.arange(10, 30)), vecs[10:30])
+    q = vecs[::5]
+    s, rows = vi.search_rows(q, 8)
+    s_ids, ids = vi.index.search(q, 8)  # through the id map
+    np.testing.assert_array_equal(vi.ids[rows].astype(np.int64), ids)
+    np.testing.assert_allclose(s, s_ids)
+    a, b = 40, 90  # a span of rows is an id range of the inner index
+    s2, rows2 = vi.search_rows(q, 8, span=(a, b))
+    want_ids, want_s = oracle_top_k(vecs[a:b], eurosat_labels["h3"].to_numpy(dtype=np.uint64)[a:b], q[0], 8)
+    if factory == "Flat":
+        np.testing.assert_array_equal(vi.ids[rows2[0]], want_ids)
+        np.testing.assert_allclose(s2[0], want_s, rtol=1e-5)
+    found = rows2[rows2 >= 0]  # a graph may stop short of k under a selector (-1 padding)
+    assert len(found) > 0 and ((found >= a) & (found < b)).all()
