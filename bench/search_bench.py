@@ -56,8 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--big-memory-gib",
         type=float,
-        default=2.0,
-        help="memory budget given to the compressed build (the raw 10M do not fit)",
+        default=3.0,
+        help="memory budget given to the compressed build (the raw 10M, 4.8 GiB, do not fit)",
     )
     p.add_argument("--label-n", type=int, help="cells of the label map (default 2M; quick 200k)")
     p.add_argument(

@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -246,20 +247,18 @@ def top_k(
 
 
 def _brute(vectors: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k by inner product (numpy), positions into ``vectors``."""
+    """Exact top-k by inner product, positions into ``vectors``.
+
+    FAISS's brute-force kNN: a few queries take its single-threaded SIMD scan, no BLAS call
+    (whose threads would fight FAISS's spinning OpenMP workers on a small machine).
+    """
     if len(vectors) == 0:
         return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
     k = min(k, len(vectors))
-    if len(q) == 1:  # one query (the interactive case): skip the 2-d bookkeeping
-        s = vectors @ q[0]
-        top = np.argpartition(s, len(s) - k)[len(s) - k :] if k < len(s) else np.arange(len(s))
-        top = top[np.argsort(-s[top], kind="stable")]
-        return s[top][None, :].astype(np.float32), top[None, :].astype(np.int64)
-    sims = q @ vectors.T
-    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
-    pos = np.take_along_axis(part, order, axis=1)
-    return np.take_along_axis(sims, pos, axis=1).astype(np.float32), pos.astype(np.int64)
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    qs = np.ascontiguousarray(q, dtype=np.float32)
+    scores, pos = faiss.knn(qs, v, k, metric=faiss.METRIC_INNER_PRODUCT)
+    return scores.astype(np.float32, copy=False), pos.astype(np.int64, copy=False)
 
 
 def _drop_excluded(

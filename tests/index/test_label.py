@@ -219,9 +219,8 @@ def test_label_map_equals_numpy_oracle(db: Path, tmp_path: Path, eurosat_labels:
     np.testing.assert_allclose(t.column(CONFIDENCE).to_numpy()[clear], want_conf[clear], rtol=1e-5)
     assert r.predicted_counts == {c: int((np.array(t.column(LABEL).to_pylist()) == c).sum()) for c in classes}
     # the same map from an open index (seed vectors taken from the index)
-    from index.store import open_index
-
     from index.label import MapSource
+    from index.store import open_index
 
     out2 = tmp_path / "map2.parquet"
     vi = open_index(db)
