@@ -29,6 +29,15 @@ SLOTS: dict[str, tuple[str, ...]] = {
 MAX_WAVELENGTH_GAP_NM = 40.0
 
 
+def optical_slot(wavelength: float) -> int | None:
+    """Index of the Sentinel-2 slot nearest ``wavelength`` (nm), or None if none is within 40 nm."""
+    if not np.isfinite(wavelength):
+        return None
+    gaps = np.abs(np.asarray(OPTICAL_SLOTS_NM, dtype=float) - wavelength)
+    j = int(np.argmin(gaps))
+    return j if gaps[j] <= MAX_WAVELENGTH_GAP_NM else None
+
+
 class ChannelStats:
     """Per-band mean and std over valid pixels, standardised by the sensor table."""
 
@@ -52,13 +61,8 @@ class ChannelStats:
         if names is None:
             return None
         if modality == "optical":
-            if not np.isfinite(wavelength):
-                return None
-            gaps = np.abs(np.asarray(OPTICAL_SLOTS_NM, dtype=float) - wavelength)
-            j = int(np.argmin(gaps))
-            if gaps[j] > MAX_WAVELENGTH_GAP_NM:
-                return None
-            return self._slots.index((modality, names[j]))
+            j = optical_slot(wavelength)
+            return None if j is None else self._slots.index((modality, names[j]))
         if len(names) == 1:
             return self._slots.index((modality, names[0]))
         return self._slots.index((modality, band)) if band in names else None

@@ -84,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             )
         elif suite == "global":
             cmd = [py, "-m", "embedder.global_experiment", "--out", str(out / "global_experiment.json")]
+            cmd += ["--checkpoint", "earthvec-mm=data/models/earthvec-mm.pt"]
             size = ["--cells", "3000", "--draws", "2"] if args.quick else ["--train-steps", "120"]
             rc = _run(cmd + size)
         elif suite == "search":

@@ -21,8 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--models",
-        default="stats,earthvec-mm,random-init,ablations",
-        help="comma-separated subset of: stats, earthvec-mm, random-init, ablations",
+        default="stats,stats-white,earthvec-mm,random-init,ablations",
+        help="comma-separated subset of: stats, stats-white, earthvec-mm, random-init, ablations",
     )
     p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
     p.add_argument("--draws", type=int, default=20, help="random draws per few-shot point (default 20)")
@@ -45,9 +45,16 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from embedder.model.checkpoint import random_checkpoint
     from embedder.model.embedder import MultimodalEmbedder
-    from embedder.model.evaluate import EvalConfig, evaluate, format_table, write_report
+    from embedder.model.evaluate import (
+        EvalConfig,
+        WhitenedStats,
+        evaluate,
+        format_table,
+        unlabelled_batches,
+        write_report,
+    )
+    from embedder.model.train import random_init_checkpoint
     from embedder.registry import Embedder, get_embedder
 
     torch.set_num_threads(args.threads)
@@ -55,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     models: dict[str, Callable[[], Embedder]] = {}
     if "stats" in wanted:
         models["stats"] = lambda: get_embedder("stats")
+    if "stats-white" in wanted:
+        models["stats-white"] = lambda: WhitenedStats(unlabelled_batches(args.data))
     if "earthvec-mm" in wanted:
         models["earthvec-mm"] = lambda: MultimodalEmbedder(args.checkpoint)
     if "random-init" in wanted:
         models["random-init"] = lambda: MultimodalEmbedder(
-            random_checkpoint(args.seed), name="earthvec-mm-random"
+            random_init_checkpoint(args.seed, data_dir=args.data), name="earthvec-mm-random"
         )
     if "ablations" in wanted and Path(args.ablations).is_dir():
         for path in sorted(Path(args.ablations).glob("earthvec-mm-no-*.pt")):

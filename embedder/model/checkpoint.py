@@ -22,7 +22,7 @@ from embedder.model.config import ModelConfig, model_config_from, to_dict
 from embedder.model.net import MultimodalNet
 from embedder.registry import config_hash
 
-FORMAT = "earthvec-mm/1"
+FORMAT = "earthvec-mm/2"
 CHECKPOINT_NAME = "earthvec-mm.pt"
 ENV_WEIGHTS = "EARTHVEC_MM_WEIGHTS"
 

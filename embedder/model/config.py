@@ -43,11 +43,18 @@ class ModelConfig:
         widths: channels of the two stride-2 trunk stages (non-optical encoders use half).
         spectral_dim: width of the spectral branch (per-band mean/std of the whole chip,
             mapped by wavelength-generated weights) joined to the pooled conv features.
-        embed_dim: length of the chip embedding.
+        spectral_hidden: width of the per-band hidden layer of the DeepSets spectral branch
+            (0: the branch is linear in the per-band moments).
+        embed_dim: length of the learned chip vector (the space the objectives train).
         shared_dim: leading part of the embedding aligned across modalities; the rest
             (``embed_dim - shared_dim``) is modality-specific.
         fourier_bands: Fourier frequencies encoding the wavelength.
         hidden: width of the wavelength hyper-network.
+        learned_dims: principal axes of the whitened learned vector kept in the output
+            (30 + the 34 signature values: a 64-d embedding).
+        signature: append the whitened spectral signature (per-slot band moments, measured
+            or predicted; see :mod:`embedder.model.signature`) to the output.
+        learned_weight: scale of the learned part against the signature (both whitened).
     """
 
     modalities: tuple[str, ...] = ("optical", "sar", "elevation", "climate")
@@ -57,10 +64,21 @@ class ModelConfig:
     stem_dim: int = 32
     widths: tuple[int, int] = (64, 128)
     spectral_dim: int = 64
+    spectral_hidden: int = 64
     embed_dim: int = 128
     shared_dim: int = 96
     fourier_bands: int = 6
     hidden: int = 64
+    learned_dims: int = 30
+    signature: bool = True
+    learned_weight: float = 0.35
+
+    @property
+    def out_dim(self) -> int:
+        """Length of the embedding the model outputs."""
+        from embedder.model.signature import slot_count
+
+        return self.learned_dims + (2 * slot_count(self.keyed_bands) if self.signature else 0)
 
 
 @dataclass(frozen=True)
@@ -94,6 +112,11 @@ class TrainConfig:
         w_cross: weight of the cross-modal loss.
         w_colearn: weight of the co-learning losses.
         w_mae: weight of the reconstruction losses.
+        w_image: weight of the image-level targets (per-band mean and std) inside them.
+        whiten_chips: full-size chips per source the output whitening is fitted on (0: no
+            whitening).
+        whiten_eps: shrinkage of the whitening (share of the largest standard deviation added
+            to every axis's).
         recalibrate_chips: full-size chips per source used to recompute BatchNorm statistics
             after training (0: keep the running estimates from the training views).
     """
@@ -124,7 +147,10 @@ class TrainConfig:
     w_cross: float = 1.0
     w_colearn: float = 0.3
     w_mae: float = 1.0
+    w_image: float = 1.0
     recalibrate_chips: int = 256
+    whiten_chips: int = 512
+    whiten_eps: float = 0.01
 
     def objectives(self) -> list[str]:
         """Names of the switched-on objectives."""

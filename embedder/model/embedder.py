@@ -43,7 +43,7 @@ class MultimodalEmbedder:
         self.ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint)
         self.name = name
         self.version = self.ckpt.version
-        self.dim = self.ckpt.model_config.embed_dim
+        self.dim = self.ckpt.model_config.out_dim
         self.device = pick_device(device)
         self.batch_size = batch_size
         self.net = self.ckpt.build().to(self.device)
@@ -64,7 +64,7 @@ class MultimodalEmbedder:
 
     @torch.inference_mode()
     def embed_unnormalised(self, batch: ChipBatch) -> np.ndarray:
-        """Fused (N, dim) vectors before L2 normalisation (zeros where a chip has no data)."""
+        """Whitened fused (N, dim) vectors before L2 normalisation (zeros where a chip has no data)."""
         n = len(batch)
         out = np.zeros((n, self.dim), dtype=np.float32)
         cuda = self.device.type == "cuda"
@@ -74,8 +74,8 @@ class MultimodalEmbedder:
                 batch.take(rows), self.ckpt.normalisation, self.ckpt.model_config.chip_px, self.device
             )
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
-                enc = self.net(inputs)
-            out[rows] = enc.fused.float().cpu().numpy()
+                z = self.net.embed(inputs)
+            out[rows] = z.float().cpu().numpy()
         return out
 
     def embed(self, batch: ChipBatch) -> np.ndarray:

@@ -36,7 +36,9 @@ class Decoder(nn.Module):
     Predicts, for any target modality and band set (filters generated from wavelength or
     looked up by band key): pixels at half the input resolution (own modality, masked
     autoencoding),
-    patch-level pixels (other modalities) and image-level band means (other modalities).
+    patch-level pixels (other modalities). Image-level band moments come from the network's
+    own moment head (:meth:`MultimodalNet.predict_moments`), which also fills missing
+    signature slots at inference.
     """
 
     def __init__(self, cfg: ModelConfig, net: MultimodalNet, dec: int = 64, up: int = 2) -> None:
@@ -46,7 +48,6 @@ class Decoder(nn.Module):
         self.proj = nn.ModuleDict({m: nn.Conv2d(_width(enc), dec, 1) for m, enc in net.encoders.items()})
         self.pixel = BandFilters(cfg, dec * up * up + 1)
         self.patch = BandFilters(cfg, dec + 1)
-        self.image_head = BandFilters(cfg, cfg.embed_dim + 1)
 
     def features(self, modality: str, f1: torch.Tensor) -> torch.Tensor:
         """Decoder features (N, dec, 2h, 2w) of a first-stage map (at stem token resolution)."""
@@ -66,11 +67,6 @@ class Decoder(nn.Module):
         """Patch-level prediction (N, C, h, w)."""
         w = self.patch(wavelengths, keys)
         return F.conv2d(g, w[:, :-1, None, None], w[:, -1])
-
-    def image(self, h: torch.Tensor, wavelengths: torch.Tensor, keys: tuple[str, ...]) -> torch.Tensor:
-        """Image-level prediction of per-band means (N, C)."""
-        w = self.image_head(wavelengths, keys)
-        return h @ w[:, :-1].T + w[:, -1]
 
 
 class Heads(nn.Module):

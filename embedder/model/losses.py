@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from embedder.model.heads import GradReverse, Heads
-from embedder.model.net import Encoded, ModalityInput
+from embedder.model.net import Encoded, ModalityInput, MultimodalNet
 
 CLIP = 5.0  # reconstruction targets are clipped to +-CLIP standard deviations
 
@@ -79,19 +79,31 @@ def _masked_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) 
     return (err * weight).sum() / den
 
 
+def _image_moments(x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-band weighted mean and std over pixels (N, C), and where they are defined."""
+    den = w.sum(dim=(2, 3))
+    mean = (x * w).sum(dim=(2, 3)) / den.clamp(min=1.0)
+    var = ((x - mean[:, :, None, None]) ** 2 * w).sum(dim=(2, 3)) / den.clamp(min=1.0)
+    return mean, torch.sqrt(var + 1e-6), (den > 0).to(x.dtype)
+
+
 def mae_loss(
+    net: MultimodalNet,
     heads: Heads,
     enc: Encoded,
     view: dict[str, ModalityInput],
     targets: dict[str, Any],
     token_masks: dict[str, torch.Tensor],
     patch: int,
+    w_image: float = 1.0,
 ) -> torch.Tensor | None:
     """Multi-pretext masked autoencoding (MMEarth style).
 
     From each modality's (masked) encoding: reconstruct its own hidden pixels (all bands,
     also the ones dropped from the input), predict every other modality's pixels at patch
-    resolution and their per-band image means. Only valid pixels count.
+    resolution, and predict every modality's per-band image mean and std (image-level
+    targets, its own included: the vector must carry the chip's whole spectrum, also the
+    bands it was not given). Only valid pixels count; image-level terms weigh ``w_image``.
     """
     dec = heads.decoder
     parts: list[torch.Tensor] = []
@@ -116,13 +128,14 @@ def mae_loss(
                 tw = F.avg_pool2d(w, patch)
                 tx = F.avg_pool2d(x * w, patch) / tw.clamp(min=1e-6)
                 loss = _masked_mse(dec.patches(g, inp.wavelengths, inp.keys), tx, (tw > 0.5).to(x.dtype))
-                den = w.sum(dim=(2, 3))
-                img = (x * w).sum(dim=(2, 3)) / den.clamp(min=1.0)
-                li = _masked_mse(
-                    dec.image(enc.per_modality[m], inp.wavelengths, inp.keys), img, (den > 0).to(x.dtype)
-                )
-                if li is not None:
-                    parts.append(li)
             if loss is not None:
                 parts.append(loss)
+            if w_image > 0:
+                mean, std, ok = _image_moments(x, w)
+                h = enc.per_modality[m]
+                pm, ps = net.predict_moments(h, inp.wavelengths, inp.keys)
+                for pred_i, tgt_i in ((pm, mean), (ps, std)):
+                    li = _masked_mse(pred_i, tgt_i, ok)
+                    if li is not None:
+                        parts.append(w_image * li)
     return torch.stack(parts).mean() if parts else None

@@ -20,6 +20,7 @@ from torch import nn
 
 from embedder.errors import EarthvecError
 from embedder.model.config import ModelConfig
+from embedder.model.signature import band_moments, observed_signature, signature_slots
 
 MIN_NM, MAX_NM = 400.0, 2500.0
 
@@ -86,6 +87,11 @@ class BandFilters(nn.Module):
         return torch.stack(rows)
 
 
+def spectral_width(cfg: ModelConfig) -> int:
+    """Per-band parameters of the spectral branch: mean/std weights (and a bias when DeepSets)."""
+    return 3 * cfg.spectral_hidden if cfg.spectral_hidden else 2 * cfg.spectral_dim
+
+
 def _conv(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.GELU()
@@ -106,12 +112,18 @@ class ModalityEncoder(nn.Module):
         self.stage2 = _conv(widths[0], widths[1], 2)
         self.head = nn.Linear(2 * widths[1] + cfg.spectral_dim, cfg.embed_dim)
         self.spectral_dim = cfg.spectral_dim
+        self.spectral_hidden = cfg.spectral_hidden
+        if cfg.spectral_hidden:
+            self.spectral_out = nn.Sequential(
+                nn.LayerNorm(cfg.spectral_hidden), nn.Linear(cfg.spectral_hidden, cfg.spectral_dim)
+            )
 
     def forward(
         self,
         inp: ModalityInput,
         filters: torch.Tensor,
         spectral: torch.Tensor,
+        moments: tuple[torch.Tensor, torch.Tensor],
         token_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed one modality.
@@ -119,8 +131,8 @@ class ModalityEncoder(nn.Module):
         Args:
             inp: the modality's standardised input.
             filters: (C, stem_dim * patch * patch) stem filters of its bands.
-            spectral: (C, 2 * spectral_dim) weights of its bands' mean and std in the
-                spectral branch.
+            spectral: (C, spectral_width(cfg)) per-band parameters of the spectral branch.
+            moments: per-band (N, C) mean and std of the visible pixels (:func:`band_moments`).
             token_mask: optional (N, S/p, S/p) bool, True where stem tokens are hidden (MAE).
 
         Returns:
@@ -143,32 +155,31 @@ class ModalityEncoder(nn.Module):
         wts = wts / wts.sum(dim=(2, 3), keepdim=True).clamp(min=1e-6)
         mean = (f3 * wts).sum(dim=(2, 3))
         var = ((f3 - mean[:, :, None, None]) ** 2 * wts).sum(dim=(2, 3))
-        h = self.head(torch.cat([mean, torch.sqrt(var + 1e-6), self._spectral(inp, spectral, token_mask)], 1))
+        h = self.head(torch.cat([mean, torch.sqrt(var + 1e-6), self._spectral(inp, spectral, *moments)], 1))
         return h, f1
 
     def _spectral(
-        self, inp: ModalityInput, spectral: torch.Tensor, token_mask: torch.Tensor | None
+        self, inp: ModalityInput, spectral: torch.Tensor, mu: torch.Tensor, sd: torch.Tensor
     ) -> torch.Tensor:
         """Band-set agnostic spectral summary of a chip.
 
         Per-band valid-pixel mean and std, mapped by wavelength-generated weights and
-        averaged over the bands present.
+        averaged over the bands present: linearly (``spectral_hidden == 0``), or as a
+        DeepSets encoder (each band's moments go through its own wavelength-generated
+        hidden layer, the band vectors are averaged, then a shared output layer), which
+        can represent band ratios and any band subset with the same weights.
         """
-        pw = inp.valid
-        if token_mask is not None:
-            hide = token_mask[:, None].to(pw.dtype)
-            pw = pw * (1 - F.interpolate(hide, size=pw.shape[-2:], mode="nearest"))
-        # weighted moments as batched mat-vec products (fast on CPU, no broadcast temporaries)
-        x = inp.x.reshape(inp.x.shape[0], inp.x.shape[1], -1)
-        w = pw.reshape(pw.shape[0], -1, 1)
-        den = w.sum(dim=1).clamp(min=1e-6)
-        mu = torch.bmm(x, w)[..., 0] / den
-        ex2 = torch.bmm(x * x, w)[..., 0] / den
-        sd = torch.sqrt(torch.relu(ex2 - mu * mu) + 1e-6)
         bm = inp.band_mask.to(mu.dtype)
+        n_bands = bm.sum(1, keepdim=True).clamp(min=1.0)
+        if self.spectral_hidden:
+            h = self.spectral_hidden
+            a, b, c = spectral[:, :h], spectral[:, h : 2 * h], spectral[:, 2 * h :]
+            per_band = F.gelu(mu[:, :, None] * a + sd[:, :, None] * b + c)  # (N, C, h)
+            pooled = (per_band * bm[:, :, None]).sum(1) / n_bands
+            return self.spectral_out(pooled)
         k = self.spectral_dim
         out = (mu * bm) @ spectral[:, :k] + (sd * bm) @ spectral[:, k:]
-        return out / bm.sum(1, keepdim=True).clamp(min=1.0)
+        return out / n_bands
 
 
 @dataclass
@@ -180,26 +191,74 @@ class Encoded:
         per_modality: modality -> (N, embed_dim) vectors.
         maps: modality -> first-stage feature maps (for MAE decoders).
         present: modality -> (N,) bool.
+        moments: modality -> per-band (N, C) mean and std of the visible pixels.
     """
 
     fused: torch.Tensor
     per_modality: dict[str, torch.Tensor]
     maps: dict[str, torch.Tensor]
     present: dict[str, torch.Tensor]
+    moments: dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 class MultimodalNet(nn.Module):
     """One encoder per modality into a shared space, fused with a presence mask."""
 
+    slot_wavelengths: torch.Tensor
+    white_mean: torch.Tensor
+    white_proj: torch.Tensor
+    sig_mean: torch.Tensor
+    sig_proj: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.stem_filters = BandFilters(cfg, cfg.stem_dim * cfg.patch * cfg.patch)
-        self.spectral_filters = BandFilters(cfg, 2 * cfg.spectral_dim)
+        self.spectral_filters = BandFilters(cfg, spectral_width(cfg))
         half = tuple(max(8, w // 2) for w in cfg.widths)
         self.encoders = nn.ModuleDict(
             {m: ModalityEncoder(cfg, cfg.widths if m == "optical" else half) for m in cfg.modalities}
         )
+        # per-band image moments predicted from a chip vector (MAE image-level targets; they
+        # fill the signature slots a chip lacks)
+        self.moment_head = BandFilters(cfg, 2 * (cfg.embed_dim + 1))
+        self.slot_keys, wl = signature_slots(cfg.keyed_bands)
+        self.register_buffer("slot_wavelengths", torch.tensor(wl, dtype=torch.float32), persistent=False)
+        # output whitening of both parts, fitted after training on unlabelled chips
+        d, n_sig = cfg.embed_dim, 2 * len(self.slot_keys)
+        self.register_buffer("white_mean", torch.zeros(d))
+        self.register_buffer("white_proj", torch.eye(d)[:, : cfg.learned_dims])
+        if cfg.signature:
+            self.register_buffer("sig_mean", torch.zeros(n_sig))
+            self.register_buffer("sig_proj", torch.eye(n_sig))
+
+    def predict_moments(
+        self, h: torch.Tensor, wavelengths: torch.Tensor, keys: tuple[str, ...]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-band image mean and std (standardised units) predicted from chip vectors, each (N, C)."""
+        w = self.moment_head(wavelengths, keys)
+        e = self.cfg.embed_dim
+        return h @ w[:, :e].T + w[:, e], h @ w[:, e + 1 : 2 * e + 1].T + w[:, 2 * e + 1]
+
+    def signature(self, inputs: dict[str, ModalityInput], enc: Encoded) -> torch.Tensor:
+        """(N, 2 * slots) slot means then stds: measured where the chip has the band, else predicted."""
+        mean, std, seen = observed_signature(inputs, enc.moments, self.slot_keys, len(enc.fused))
+        pm, ps = self.predict_moments(enc.fused, self.slot_wavelengths, self.slot_keys)
+        return torch.cat([torch.where(seen, mean, pm), torch.where(seen, std, ps)], dim=1)
+
+    def embed(self, inputs: dict[str, ModalityInput]) -> torch.Tensor:
+        """(N, out_dim) chip vectors; zero rows for chips with no modality present.
+
+        The learned part (whitened, its leading ``learned_dims`` principal axes, weighted by
+        ``learned_weight``) followed by the whitened spectral signature when the model has one.
+        """
+        enc = self(inputs)
+        has_any = torch.stack(list(enc.present.values())).any(dim=0)
+        z = (enc.fused - self.white_mean) @ self.white_proj
+        if self.cfg.signature:
+            sig = (self.signature(inputs, enc) - self.sig_mean) @ self.sig_proj
+            z = torch.cat([self.cfg.learned_weight * z, sig], dim=1)
+        return z * has_any[:, None].to(z.dtype)
 
     def forward(
         self, inputs: dict[str, ModalityInput], token_masks: dict[str, torch.Tensor] | None = None
@@ -214,13 +273,15 @@ class MultimodalNet(nn.Module):
             raise EarthvecError(
                 f"the model has no encoder for modalities {unknown}; it knows {', '.join(self.encoders)}"
             )
-        per, maps, pres = {}, {}, {}
+        per, maps, pres, moments = {}, {}, {}, {}
         total = None
         count = None
         for m, inp in inputs.items():
             filt = self.stem_filters(inp.wavelengths, inp.keys)
             spec = self.spectral_filters(inp.wavelengths, inp.keys)
-            h, f1 = self.encoders[m](inp, filt, spec, None if token_masks is None else token_masks.get(m))
+            hidden = None if token_masks is None else token_masks.get(m)
+            moments[m] = band_moments(inp, hidden)
+            h, f1 = self.encoders[m](inp, filt, spec, moments[m], hidden)
             p = inp.present.to(h.dtype)[:, None]
             per[m], maps[m], pres[m] = h, f1, inp.present
             total = h * p if total is None else total + h * p
@@ -228,4 +289,4 @@ class MultimodalNet(nn.Module):
         if total is None or count is None:
             raise EarthvecError("no modality given; a chip batch needs at least one modality")
         fused = total / count.clamp(min=1.0)
-        return Encoded(fused, per, maps, pres)
+        return Encoded(fused, per, maps, pres, moments)

@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from embedder.model.heads import Heads
 from embedder.model.losses import colearn_loss, cross_modal_loss, info_nce, mae_loss, view_loss
 from embedder.model.net import Encoded, ModalityInput, MultimodalNet
 from embedder.model.prep import augment, sensor_stats, to_inputs
+from embedder.whiten import whitening
 
 log = logging.getLogger(__name__)
 
@@ -173,21 +175,109 @@ def recalibrate_batchnorm(
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     net.train()
-    batches: list[dict[str, ModalityInput]] = []
-    for prepared in (data.eurosat, data.global_chips):
-        if prepared is not None:
-            n = len(next(iter(prepared.values())).x)
-            batches.append(take_inputs(prepared, rng.choice(n, size=min(per_source, n), replace=False)))
-    for scenes in (data.pairs, data.landsat):
-        if scenes is not None:
-            batches.append(to_inputs(sources.random_crops(scenes, per_source, rng), stats, chip_px, device))
-    for b in batches:
-        for start in range(0, len(next(iter(b.values())).x), 128):
-            rows = np.arange(start, min(start + 128, len(next(iter(b.values())).x)))
-            net(take_inputs(b, rows))
+    for b in _source_samples(data, rng, stats, chip_px, device, per_source):
+        for chunk in _in_chunks(b):
+            net(chunk)
     for m in bns:
         m.momentum = 0.1
     net.eval()
+
+
+def _source_samples(
+    data: TrainingData,
+    rng: np.random.Generator,
+    stats: dict[str, Any],
+    chip_px: int,
+    device: torch.device,
+    per_source: int,
+) -> list[dict[str, ModalityInput]]:
+    """Up to ``per_source`` full-size, un-augmented chips of every training source.
+
+    A multimodal source also contributes each of its modalities alone (the same chips), so
+    whatever is fitted on these samples sees every modality subset the model embeds.
+    """
+    out: list[dict[str, ModalityInput]] = []
+    for prepared in (data.eurosat, data.global_chips):
+        if prepared is not None:
+            n = len(next(iter(prepared.values())).x)
+            out.append(take_inputs(prepared, rng.choice(n, size=min(per_source, n), replace=False)))
+    for scenes in (data.pairs, data.landsat):
+        if scenes is not None:
+            out.append(to_inputs(sources.random_crops(scenes, per_source, rng), stats, chip_px, device))
+    return out + [{m: inp} for b in out if len(b) > 1 for m, inp in b.items()]
+
+
+def _in_chunks(batch: dict[str, ModalityInput], size: int = 128) -> Iterator[dict[str, ModalityInput]]:
+    n = len(next(iter(batch.values())).x)
+    for start in range(0, n, size):
+        yield take_inputs(batch, np.arange(start, min(start + size, n)))
+
+
+@torch.no_grad()
+def fit_whitening(net: MultimodalNet, batches: list[dict[str, ModalityInput]], eps: float) -> None:
+    """Set the network's output whitening from unlabelled chips (no labels involved).
+
+    The learned vectors and the spectral signatures of ``batches`` (every source weighted by
+    its chip count) are whitened separately (:func:`whitening`); the learned part keeps its
+    ``learned_dims`` leading axes. Cosine similarity of whitened vectors weighs every
+    direction the data uses, which suits kNN and nearest-neighbour search better than the
+    raw training geometry.
+    """
+    net.eval()
+    fused, sig = [], []
+    for b in batches:
+        for chunk in _in_chunks(b):
+            enc = net(chunk)
+            fused.append(enc.fused.float())
+            if net.cfg.signature:
+                sig.append(net.signature(chunk, enc).float())
+    shared = net.cfg.shared_dim
+    net.white_mean.zero_()
+    net.white_proj.zero_()
+    parts: list[tuple[torch.Tensor, int | None, torch.Tensor, torch.Tensor]] = [
+        (torch.cat(fused)[:, :shared], net.cfg.learned_dims, net.white_mean[:shared], net.white_proj[:shared])
+    ]
+    if net.cfg.signature:
+        parts.append((torch.cat(sig), None, net.sig_mean, net.sig_proj))
+    for z, dims, mean_buf, proj_buf in parts:
+        mean, proj = whitening(z.cpu().numpy(), eps, dims)
+        mean_buf.copy_(torch.from_numpy(mean))
+        proj_buf.copy_(torch.from_numpy(proj))
+
+
+def finalise(
+    net: MultimodalNet,
+    data: TrainingData,
+    rng: np.random.Generator,
+    stats: dict[str, Any],
+    device: torch.device,
+    cfg: TrainConfig,
+) -> None:
+    """The label-free steps after optimisation: BatchNorm recalibration, then output whitening."""
+    chip_px = net.cfg.chip_px
+    recalibrate_batchnorm(net, data, rng, stats, chip_px, device, cfg.recalibrate_chips)
+    if cfg.whiten_chips:
+        samples = _source_samples(data, rng, stats, chip_px, device, cfg.whiten_chips)
+        fit_whitening(net, samples, cfg.whiten_eps)
+
+
+def random_init_checkpoint(
+    seed: int = 0, train_cfg: TrainConfig | None = None, data_dir: str | Path | None = None
+) -> Checkpoint:
+    """The untrained architecture (seeded random weights), finalised like a trained model.
+
+    The evaluation baseline "same architecture, randomly initialised": BatchNorm statistics
+    and output whitening are fitted on the same unlabelled chips as after training, so the
+    difference to a trained model is what the objectives learned.
+    """
+    tcfg = train_cfg or TrainConfig()
+    dev = torch.device("cpu")
+    seed_everything(seed)
+    stats = sensor_stats()
+    net = MultimodalNet(ModelConfig()).to(dev)
+    data = load_training_data(tcfg, stats, net.cfg.chip_px, data_dir, dev)
+    finalise(net, data, np.random.default_rng(tcfg.seed), stats, dev, tcfg)
+    return make_checkpoint(net, stats, {}, {"random_init": True, "seed": seed, "sources": data.sources})
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
@@ -254,7 +344,7 @@ def train(
                         if cm is not None:
                             terms["cross_modal"].append(cm)
                 if tcfg.mae and masks is not None:
-                    ml = mae_loss(heads, enc_a, view_a, tgt_a, masks, mcfg.patch)
+                    ml = mae_loss(net, heads, enc_a, view_a, tgt_a, masks, mcfg.patch, tcfg.w_image)
                     if ml is not None:
                         terms["mae"].append(ml)
             encs.extend([enc_a, enc_b])
@@ -280,7 +370,7 @@ def train(
             row["step"] = step
             history.append(row)
             log.info("step %d/%d loss %.4f %s", step, tcfg.steps, float(loss.detach()), row)
-    recalibrate_batchnorm(net, data, rng, stats, mcfg.chip_px, dev, tcfg.recalibrate_chips)
+    finalise(net, data, rng, stats, dev, tcfg)
     seconds = time.perf_counter() - t0
     info = {
         "sources": data.sources,

@@ -65,7 +65,7 @@ def test_registry_builds_earthvec_mm(tmp_path, random_ckpt, eurosat_chips) -> No
     path = save_checkpoint(random_ckpt, tmp_path / "m.pt")
     emb = get_embedder("earthvec-mm", checkpoint=str(path), device="cpu")
     assert model_id(emb) == f"earthvec-mm@{random_ckpt.version}"
-    assert emb.dim == 128 and emb.config()["model"]["embed_dim"] == 128
+    assert emb.dim == 64 and emb.config()["model"]["embed_dim"] == 128  # 30 learned + 34 signature
     assert "sentinel2-l1c-eurosat" in emb.normalisation()
     x = emb.embed(eurosat_chips.batch.take(np.arange(5)))
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)

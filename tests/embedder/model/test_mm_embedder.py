@@ -17,7 +17,7 @@ def _first(chips: sources.LabelledChips, n: int) -> ChipBatch:
 
 def test_forward_shape_and_unit_norm(mm, eurosat_chips) -> None:
     x = mm.embed(_first(eurosat_chips, 24))
-    assert x.shape == (24, 128) and x.dtype == np.float32
+    assert x.shape == (24, 64) and x.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
     assert len({tuple(np.round(r, 4)) for r in x}) == 24  # distinct chips, distinct vectors
 
@@ -37,7 +37,7 @@ def test_batch_size_does_not_change_vectors(random_ckpt, eurosat_chips) -> None:
 def test_any_band_subset_embeds(mm, eurosat_chips, bands) -> None:
     mb = _first(eurosat_chips, 12).modalities["optical"].select_bands(list(bands))
     x = mm.embed(ChipBatch({"optical": mb}))
-    assert x.shape == (12, 128)
+    assert x.shape == (12, 64)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
 
 
@@ -52,7 +52,7 @@ def test_band_order_does_not_matter(mm, eurosat_chips) -> None:
 def test_landsat_band_set_embeds_with_same_weights(mm) -> None:
     crops = sources.random_crops(sources.load_landsat(), 6, np.random.default_rng(1))
     x = mm.embed(crops)
-    assert x.shape == (6, 128) and np.isfinite(x).all()
+    assert x.shape == (6, 64) and np.isfinite(x).all()
 
 
 def test_missing_modality_is_masked_not_zero_filled(mm, ben_crops) -> None:
@@ -74,7 +74,7 @@ def test_missing_modality_is_masked_not_zero_filled(mm, ben_crops) -> None:
 
 def test_single_modality_sar_embeds(mm, ben_crops) -> None:
     x = mm.embed(ben_crops.without("optical"))
-    assert x.shape == (8, 128)
+    assert x.shape == (8, 64)
     np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
 
 
@@ -104,6 +104,6 @@ def test_global_chips_embed(mm) -> None:
 
     batch = GlobalLayers().chips(np.array([48.1, -3.1, 64.0]), np.array([11.6, -60.0, 20.0]))
     x = mm.embed(batch)
-    assert x.shape == (3, 128) and np.isfinite(x).all()
+    assert x.shape == (3, 64) and np.isfinite(x).all()
     assert set(batch.modalities) <= {"optical", "elevation", "climate"}
     assert get_sensor(batch.modalities["optical"].sensor).modality == "optical"
