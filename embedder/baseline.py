@@ -42,6 +42,7 @@ class ChannelStats:
     """Per-band mean and std over valid pixels, standardised by the sensor table."""
 
     name = "stats"
+    fork_safe = True  # numpy only: global builds may fork worker processes around it
 
     def __init__(self) -> None:
         self._slots = [(m, s) for m, names in SLOTS.items() for s in names]

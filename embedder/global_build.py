@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,9 @@ def build_global_db(
         root: folder of the global layers (default ``data/global`` under the repo root).
         batch_size: chips per embedder call.
         workers: processes embedding shards in parallel (forked after the layers are
-            loaded, so they share them). Use 1 for torch embedders.
+            loaded, so they share them). Only embedders that declare ``fork_safe = True``
+            (the numpy baseline) are forked; a torch embedder (whose OpenMP pool does not
+            survive a fork) runs in this process with its own threads, with a warning.
         progress: show a tqdm bar.
         embedder: an embedder instance to use instead of looking ``model`` up.
         layers: already loaded layers (reused between builds).
@@ -235,6 +238,13 @@ def build_global_db(
         report.shards_written += 1
         bar.update(n_cells)
 
+    if workers > 1 and not getattr(emb, "fork_safe", False):
+        warnings.warn(
+            f"{report.model} is not fork-safe (torch threads); building in one process with "
+            f"its own threads instead of {workers} worker processes",
+            stacklevel=2,
+        )
+        workers = 1
     try:
         if workers > 1:
             layers.prepare()

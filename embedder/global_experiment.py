@@ -105,7 +105,7 @@ def learning_curve(
     out: dict[int, dict[str, float]] = {}
     smallest_pool = min(int(np.sum(folds != f)) for f in np.unique(folds))
     for n in (s for s in cfg.seeds if s <= smallest_pool):  # never report a capped draw
-        accs, f1s = [], []
+        accs, f1s, baccs = [], [], []
         for _ in range(cfg.draws):
             pred = np.empty_like(y)
             for f in np.unique(folds):
@@ -115,8 +115,19 @@ def learning_curve(
                 pred[test] = knn_predict(x[pick], y[pick], x[test], min(cfg.k, len(pick)))
             accs.append(float((pred == y).mean()))
             f1s.append(macro_f1(y, pred))
-        out[n] = {"acc": float(np.mean(accs)), "acc_std": float(np.std(accs)), "f1": float(np.mean(f1s))}
+            baccs.append(balanced_accuracy(y, pred))
+        out[n] = {
+            "acc": float(np.mean(accs)),
+            "acc_std": float(np.std(accs)),
+            "balanced_acc": float(np.mean(baccs)),
+            "f1": float(np.mean(f1s)),
+        }
     return out
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean over the classes present in ``y`` of the share of their cells predicted right."""
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
@@ -232,14 +243,16 @@ def format_curve(curve: dict[int, dict[str, float]]) -> str:
 
 
 def format_table(report: dict[str, Any]) -> str:
-    """Markdown table of kNN accuracy (macro-F1) per embedder/variant and seed count."""
+    """Markdown table of kNN accuracy (balanced accuracy) per embedder/variant and seed count."""
     seeds = [str(s) for s in report["config"]["seeds"]]
     lines = [
         "| embedder/variant | " + " | ".join(f"{s} seeds" for s in seeds) + " |",
         "|---|" + "---|" * len(seeds),
     ]
     for name, curve in report["results"].items():
-        cells = [f"{curve[s]['acc']:.3f} ({curve[s]['f1']:.3f})" if s in curve else "-" for s in seeds]
+        cells = [
+            f"{curve[s]['acc']:.3f} ({curve[s]['balanced_acc']:.3f})" if s in curve else "-" for s in seeds
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append(f"\nmajority-class baseline accuracy: {report['majority_baseline_acc']:.3f}")
     return "\n".join(lines)

@@ -17,7 +17,8 @@ import numpy as np
 from embedder.batch import ChipBatch
 from embedder.errors import EarthvecError
 
-DEFAULT_MODEL = "stats"
+DEFAULT_MODEL = "earthvec-mm"
+"""The shipped multimodal network (``data/models/earthvec-mm.pt``); ``stats`` is the numpy baseline."""
 
 
 @runtime_checkable
@@ -29,6 +30,9 @@ class Embedder(Protocol):
         version: short hash of configuration and weights; two embedders with equal
             ``name@version`` produce identical vectors.
         dim: length of the vectors.
+
+    An embedder may also set ``fork_safe = True`` (numpy-only code) to let global builds
+    fork worker processes around it; torch embedders leave it unset.
     """
 
     name: str

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from embedder.global_experiment import (
     ExperimentConfig,
+    balanced_accuracy,
     format_table,
     learning_curve,
     macro_f1,
@@ -26,6 +27,13 @@ def test_macro_f1_matches_sklearn() -> None:
     y = rng.integers(0, 5, 300)
     pred = np.where(rng.random(300) < 0.6, y, rng.integers(0, 5, 300))
     assert macro_f1(y, pred) == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+def test_balanced_accuracy_matches_sklearn() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.choice(5, 400, p=[0.5, 0.2, 0.15, 0.1, 0.05])  # imbalanced, like land cover
+    pred = np.where(rng.random(400) < 0.5, y, 0)
+    assert balanced_accuracy(y, pred) == pytest.approx(balanced_accuracy_score(y, pred))
 
 
 def test_majority_baseline_uses_other_folds() -> None:
