@@ -18,6 +18,7 @@ import streamlit as st
 
 from app.logic import basemap
 from app.logic.colour import pca_rgb
+from embedder import contract
 from embedder.errors import EarthvecError
 from index.explore_support import Rows, load_rows
 from index.store import VectorIndex, open_index
@@ -39,13 +40,40 @@ def db_from_argv(argv: list[str] | None = None) -> str | None:
     return args.db
 
 
+@st.cache_data(ttl=60, show_spinner=False)
+def databases(root: str) -> list[str]:
+    """The databases under ``root`` (itself, or the folders of a demo folder)."""
+    return [str(p) for p in contract.find_databases(root)]
+
+
+def _forget_cells() -> None:
+    """Drop the query cells, labels and predictions of the previous database."""
+    for key in (POSITIVES, NEGATIVES, LABELS, PREDICTIONS, REGION):
+        st.session_state.pop(key, None)
+
+
 def db_path() -> Path | None:
-    """The database to explore: session choice, then ``--db``, then ``$EARTHVEC_DB``."""
-    chosen = st.session_state.get(DB_KEY) or db_from_argv() or os.environ.get(DB_ENV)
-    if not chosen:
+    """The database to explore: ``--db``, ``$EARTHVEC_DB`` or the session's, or a folder of them.
+
+    A folder of databases (``earthvec explore demo_db``) gets a chooser in the sidebar;
+    the choice is kept in the session.
+    """
+    root = db_from_argv() or os.environ.get(DB_ENV) or st.session_state.get(DB_KEY)
+    if not root:
         return None
-    st.session_state[DB_KEY] = str(chosen)
-    return Path(chosen)
+    try:
+        found = databases(str(root))
+    except EarthvecError:
+        return Path(root)  # require_rows shows the error
+    if len(found) > 1:
+        if st.session_state.get(DB_KEY) not in found:
+            st.session_state[DB_KEY] = found[0]
+        st.sidebar.selectbox(
+            "Database", found, key=DB_KEY, format_func=lambda p: Path(p).name, on_change=_forget_cells
+        )
+    else:
+        st.session_state[DB_KEY] = found[0]
+    return Path(st.session_state[DB_KEY])
 
 
 def db_stamp(db: Path) -> str:

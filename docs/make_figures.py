@@ -1,8 +1,9 @@
 """Regenerate the README figures from the shipped data.
 
-``python docs/make_figures.py [--db /tmp/g4] [--res 4]`` builds (or reuses) a global database
-with the "stats" model and draws ``docs/sahel_similar.png``: the Blue Marble, the query cell
-in the Sahel and its most similar cells more than 2000 km away.
+``python docs/make_figures.py [--db demo_db/global] [--res 5]`` builds (or reuses) a global
+database with the default model and draws ``docs/sahel_similar.png``: the Blue Marble, the
+query cell in the Sahel, its most similar cells more than 2000 km away and the most similar
+cells in Australia, South Asia and the Americas (the rows ``earthvec demo`` prints).
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SAHEL = (14.5, 2.0)
-FAR_KM = 2000.0
-TOP = 20
+TOP = 12  # far-away matches drawn; plus PER_REGION per region of app.cli.demo.ELSEWHERE
+PER_REGION = 5
 WIDTH = 900
 QUERY_RGB = (255, 40, 40)
 MATCH_RGB = (255, 230, 0)
@@ -26,11 +26,9 @@ def sahel_figure(db: Path, out: Path, data: Path) -> list[tuple[float, float, fl
     """Draw the Sahel similar-places figure; returns (lat, lon, km, score) of the dots drawn."""
     from PIL import Image, ImageDraw
 
-    from index.search import haversine_km, similar
+    from app.cli.demo import FAR_KM, SAHEL, sahel_matches
 
-    res = similar(db, lat=SAHEL[0], lon=SAHEL[1], k=400)
-    res["km"] = haversine_km(SAHEL[0], SAHEL[1], res["lat"].to_numpy(), res["lon"].to_numpy())
-    far = res[res["km"] > FAR_KM].head(TOP)
+    far = sahel_matches(db, far_top=TOP, per_region=PER_REGION)
     Image.MAX_IMAGE_PIXELS = None
     img = Image.open(data / "global" / "bmng.jpg").convert("RGB")
     img = img.resize((WIDTH, WIDTH // 2), Image.Resampling.LANCZOS)
@@ -54,8 +52,8 @@ def sahel_figure(db: Path, out: Path, data: Path) -> list[tuple[float, float, fl
     draw.rectangle((0, WIDTH // 2 - 22, WIDTH, WIDTH // 2), fill=ink[(0, 0, 0)])
     draw.text(
         (8, WIDTH // 2 - 18),
-        f"red: query cell in the Sahel {SAHEL}; yellow: its {len(far)} most similar cells "
-        f"> {FAR_KM:.0f} km away (earthvec, stats model)",
+        f"red: query cell in the Sahel {SAHEL}; yellow: its {TOP} most similar cells > {FAR_KM} km "
+        f"away and its {PER_REGION} most similar in Australia, South Asia, the Americas",
         fill=ink[(255, 255, 255)],
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,12 +68,12 @@ def main() -> int:
     from embedder.global_build import build_global_db
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--db", default="/tmp/g4", help="global database folder (built when missing)")
-    p.add_argument("--res", type=int, default=4, help="H3 resolution of the global database")
+    p.add_argument("--db", default="demo_db/global", help="global database folder (built when missing)")
+    p.add_argument("--res", type=int, default=5, help="H3 resolution of the global database")
     p.add_argument("--data", default=str(ROOT / "data"), help="shipped data folder")
     p.add_argument("--out", default=str(ROOT / "docs" / "sahel_similar.png"))
     a = p.parse_args()
-    build_global_db(a.db, res=a.res, model="stats", root=Path(a.data) / "global", progress=False)
+    build_global_db(a.db, res=a.res, root=Path(a.data) / "global", progress=False)
     dots = sahel_figure(Path(a.db), Path(a.out), Path(a.data))
     print(f"wrote {a.out} ({Path(a.out).stat().st_size // 1024} KB, {len(dots)} matches)")
     return 0

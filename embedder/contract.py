@@ -257,6 +257,28 @@ def embedding_files(db: str | Path) -> list[Path]:
     return files
 
 
+def find_databases(root: str | Path) -> list[Path]:
+    """``root`` itself when it is a database, else the databases directly inside it, sorted.
+
+    ``earthvec demo`` writes a folder of databases (``demo_db/eurosat``, ``demo_db/global``);
+    the explorer offers each of them.
+
+    Raises:
+        InputNotFoundError: when neither ``root`` nor a folder inside it holds embeddings.
+    """
+    root = Path(root)
+    if embeddings_dir(root).is_dir():
+        return [root]
+    inside = root.glob("*") if root.is_dir() else iter(())
+    found = sorted(p for p in inside if p.is_dir() and embeddings_dir(p).is_dir())
+    if not found:
+        raise InputNotFoundError(
+            f"{root} is not an earthvec database (no {EMBEDDINGS_DIR}/ in it or in a folder inside it); "
+            f"build the database first: earthvec build {root} --source ..."
+        )
+    return found
+
+
 def read_meta(db: str | Path) -> DatasetMeta:
     """Validate every file's schema and return the database's single metadata.
 

@@ -34,7 +34,7 @@ from embedder.contract import atomic_write_bytes
 from embedder.global_labels import igbp_classes, majority_labels
 from embedder.global_layers import GlobalLayers, random_land_points
 from embedder.model.probes import knn_predict, spatial_folds
-from embedder.registry import Embedder, get_embedder
+from embedder.registry import Embedder, get_embedder, model_id
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "all": ("optical", "elevation", "climate"),
@@ -225,6 +225,7 @@ def run_experiment(
         "config": asdict(cfg),
         "data": data.info,
         "majority_baseline_acc": majority_baseline(data.labels, data.folds),
+        "models": {name: model_id(emb) for name, emb in embedders.items()},
         "results": {},
     }
     for name, emb in embedders.items():

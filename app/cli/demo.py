@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HELP = "Build the demo databases from data/ and print example results."
 
@@ -97,15 +101,40 @@ def build_global(root: Path, data: Path, model: str, res: int) -> Path:
     return db
 
 
-def show_global_similar(db: Path) -> None:
-    """Print the cells most similar to a Sahel cell, worldwide."""
+ELSEWHERE = {  # regions searched on their own (bbox filter) for the Sahel example
+    "Australia": (110.0, -45.0, 155.0, -10.0),
+    "South Asia": (60.0, 5.0, 95.0, 35.0),
+    "the Americas": (-120.0, -40.0, -30.0, 35.0),
+}
+
+
+def sahel_matches(db: Path, far_top: int = 3, per_region: int = 2) -> pd.DataFrame:
+    """Cells most similar to the Sahel cell: the best more than ``FAR_KM`` away, and per region.
+
+    Returns:
+        The :func:`index.search.similar` columns plus ``where`` and ``km`` (from the query).
+    """
+    import pandas as pd
+
+    from index.filters import Filter
     from index.search import haversine_km, similar
 
-    res = similar(db, lat=SAHEL[0], lon=SAHEL[1], k=400)
-    res["km"] = haversine_km(SAHEL[0], SAHEL[1], res["lat"].to_numpy(), res["lon"].to_numpy()).round()
-    far = res[res["km"] > FAR_KM].head(8)
-    print(f"[5/6] places most similar to the Sahel cell at {SAHEL}, more than {FAR_KM} km away:")
-    print(far[["rank", "h3", "lat", "lon", "km", "score"]].to_string(index=False))
+    res = similar(db, lat=SAHEL[0], lon=SAHEL[1], k=2000)
+    far = res[haversine_km(SAHEL[0], SAHEL[1], res["lat"].to_numpy(), res["lon"].to_numpy()) > FAR_KM]
+    parts = [far.head(far_top).assign(where=f"> {FAR_KM} km")]
+    for name, bbox in ELSEWHERE.items():
+        hits = similar(db, lat=SAHEL[0], lon=SAHEL[1], k=per_region, flt=Filter(bbox=bbox))
+        parts.append(hits.assign(where=name))
+    out = pd.concat(parts, ignore_index=True)
+    out["km"] = haversine_km(SAHEL[0], SAHEL[1], out["lat"].to_numpy(), out["lon"].to_numpy()).round()
+    return out
+
+
+def show_global_similar(db: Path) -> None:
+    """Print the cells most similar to a Sahel cell: far away, and on other continents."""
+    out = sahel_matches(db)
+    print(f"[5/6] places most similar to the Sahel cell at {SAHEL}, far away and on other continents:")
+    print(out[["where", "rank", "h3", "lat", "lon", "km", "score"]].to_string(index=False))
 
 
 def show_global_label(db: Path, n_seeds: int) -> None:
@@ -155,5 +184,5 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from app.cli import explore
 
-    ns = argparse.Namespace(db=str(db), port=args.port, address="localhost", headless=True)
+    ns = argparse.Namespace(db=str(root), port=args.port, address="localhost", browser=False)
     return explore.run(ns)

@@ -13,7 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
     parser.add_argument("--address", default="localhost", help="address to bind (default localhost)")
     parser.add_argument(
-        "--headless", action="store_true", help="do not open a browser (for servers and tests)"
+        "--browser",
+        action="store_true",
+        help="also open a web browser (Streamlit may then ask once for an e-mail address; "
+        "by default it serves headless and prints the address)",
     )
 
 
@@ -29,7 +32,7 @@ def command(args: argparse.Namespace) -> list[str]:
         sys.executable, "-m", "streamlit", "run", str(script),
         "--server.port", str(args.port),
         "--server.address", args.address,
-        "--server.headless", "true" if args.headless else "false",
+        "--server.headless", "false" if args.browser else "true",  # headless: no e-mail prompt
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
         "--", "--db", str(Path(args.db).resolve()),
@@ -47,8 +50,11 @@ def run(args: argparse.Namespace) -> int:
 
     from embedder import contract
 
-    contract.read_meta(args.db)  # fail early with a clear message for a bad path
-    print(f"earthvec explore: serving {args.db} at http://{args.address}:{args.port}", flush=True)
+    dbs = contract.find_databases(args.db)  # fail early with a clear message for a bad path
+    for db in dbs:
+        contract.read_meta(db)
+    names = ", ".join(p.name for p in dbs) if len(dbs) > 1 else str(args.db)
+    print(f"earthvec explore: serving {names} at http://{args.address}:{args.port}", flush=True)
     cmd = command(args)
     if sys.platform == "win32":  # no exec on Windows: wait for a child instead
         import subprocess

@@ -35,6 +35,29 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+NUMERIC_LIST_OPTIONS = ("--bbox", "--vector", "--positive", "--negative")
+
+
+def _glue_negative_values(argv: list[str]) -> list[str]:
+    """Let ``--bbox -80,-40,-30,10`` mean ``--bbox=-80,-40,-30,10``.
+
+    argparse takes a value that starts with ``-`` and holds a comma for an option; these
+    options' values are comma-separated numbers, often negative (west, south).
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        nxt = argv[i + 1] if i + 1 < len(argv) else ""
+        if a in NUMERIC_LIST_OPTIONS and nxt.startswith("-") and nxt[1:2].isdigit():
+            out.append(f"{a}={nxt}")
+            i += 2
+        else:
+            out.append(a)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``earthvec`` command; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -61,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     parser = argparse.ArgumentParser(prog=f"earthvec {name}", description=COMMANDS[name])
     module.add_arguments(parser)
-    args = parser.parse_args(argv[1:])
+    args = parser.parse_args(_glue_negative_values(argv[1:]))
     from embedder.errors import EarthvecError
 
     try:

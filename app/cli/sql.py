@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the statement and print its result."""
     import sys
 
-    from app.cli.similar import print_frame
+    from app.cli.similar import print_frame, unique_names
     from embedder.errors import QueryError
     from index.sql import connect, run_query
 
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     con = connect(args.db, read_only=args.read_only)
     table, cut = run_query(con, args.query, limit=args.limit)
     df = table.to_pandas()
+    df.columns = unique_names([str(c) for c in df.columns])  # SQL may repeat a name
     for col in df.columns:  # fixed-size arrays (embeddings) print shortly
         if len(df) and hasattr(df[col].iloc[0], "__len__") and not isinstance(df[col].iloc[0], str | bytes):
             df[col] = df[col].map(lambda v: list(v) if v is not None else None)

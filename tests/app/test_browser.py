@@ -1,6 +1,6 @@
 """Real-browser test of the explorer: Chromium (Playwright) clicks a cell on the deck.gl map.
 
-Starts ``earthvec explore DB --headless`` on a free localhost port, opens it in Debian's
+Starts ``earthvec explore DB`` on a free localhost port, opens it in Debian's
 Chromium (``/usr/bin/chromium``; install with ``.ci/install-browser``), clicks the pixel of
 a known cell (the map's view state is computed the same way the app computes it), checks
 that the similar-places table fills, and saves a screenshot to
@@ -55,7 +55,7 @@ def server(eurosat_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     port = _free_port()
     log = (tmp_path_factory.mktemp("browser-log") / "streamlit.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli.main", "explore", str(db), "--port", str(port), "--headless"],
+        [sys.executable, "-m", "app.cli.main", "explore", str(db), "--port", str(port)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     url = f"http://localhost:{port}"

@@ -92,6 +92,18 @@ def test_similar_with_examples_and_region(cli_db: Path, capsys: pytest.CaptureFi
     assert rows and all(h3.cell_to_parent(r["h3"], 1) == region for r in rows)
 
 
+def test_negative_bbox_needs_no_equals_sign(cli_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--bbox -10,40,30,60`` (west and south are negative) parses like ``--bbox=...``."""
+    cells, _ = _cells(cli_db)
+    q = h3.int_to_str(int(cells[0]))
+    args = ["similar", str(cli_db), "--cell", q, "-k", "400", "--format", "json"]
+    assert main([*args, "--bbox", "-10,40,30,60"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(-10 <= r["lon"] <= 30 and 40 <= r["lat"] <= 60 for r in rows)
+    assert main([*args, "--bbox=-10,40,30,60"]) == 0
+    assert json.loads(capsys.readouterr().out) == rows
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

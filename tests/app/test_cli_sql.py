@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import h3
 import pandas as pd
 import pytest
 
@@ -45,3 +46,11 @@ def test_sql_errors(eurosat_db: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert "disabled" in capsys.readouterr().err
     assert main(["sql", str(tmp_path / "nodb"), "SELECT 1"]) == 1
     assert "build the database first" in capsys.readouterr().err
+
+
+def test_sql_repeated_column_names_print(eurosat_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    q = "SELECT h3_to_string(h3) AS c, h3_to_string(h3_parent(h3, 3)) AS c FROM embeddings ORDER BY 1 LIMIT 3"
+    assert main(["sql", str(eurosat_db), q, "--format", "csv"]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(df.columns) == ["c", "c_1"] and len(df) == 3
+    assert df["c_1"].tolist() == [h3.cell_to_parent(c, 3) for c in df["c"]]

@@ -184,8 +184,11 @@ def test_explore_command_line(explorer_db: Path) -> None:
 
     p = argparse.ArgumentParser()
     explore.add_arguments(p)
-    args = p.parse_args([str(explorer_db), "--port", "8765", "--headless"])
+    args = p.parse_args([str(explorer_db), "--port", "8765"])
     cmd = explore.command(args)
+    assert cmd[cmd.index("--server.headless") + 1] == "true"  # never stops at Streamlit's e-mail prompt
+    with_browser = explore.command(p.parse_args([str(explorer_db), "--browser"]))
+    assert with_browser[with_browser.index("--server.headless") + 1] == "false"
     assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("app/streamlit_app.py")
     assert cmd[cmd.index("--server.port") + 1] == "8765"
     assert cmd[-2:] == ["--db", str(explorer_db.resolve())]

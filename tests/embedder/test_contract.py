@@ -63,3 +63,17 @@ def test_foreign_parquet_is_a_schema_error(tmp_path):
 def test_missing_db_tells_how_to_build(tmp_path):
     with pytest.raises(InputNotFoundError, match="earthvec build"):
         contract.read_meta(tmp_path / "nothing")
+
+
+def test_find_databases_in_a_database_or_a_folder_of_them(tmp_path):
+    meta = _meta()
+    emb = np.eye(4, dtype=np.float32)
+    for name in ("global", "eurosat"):
+        contract.write_table_atomic(_table(meta, emb), contract.shard_path(tmp_path / name, "0", "k"))
+    (tmp_path / "not_a_db").mkdir()
+    assert contract.find_databases(tmp_path) == [tmp_path / "eurosat", tmp_path / "global"]
+    assert contract.find_databases(tmp_path / "global") == [tmp_path / "global"]
+    with pytest.raises(InputNotFoundError, match="not an earthvec database"):
+        contract.find_databases(tmp_path / "not_a_db")
+    with pytest.raises(InputNotFoundError, match="not an earthvec database"):
+        contract.find_databases(tmp_path / "missing")

@@ -18,6 +18,7 @@ from embedder.global_experiment import (
     run_experiment,
 )
 from embedder.global_layers import GlobalLayers
+from embedder.registry import get_embedder
 
 ROOT = Path(__file__).resolve().parents[2] / "data" / "global"
 
@@ -57,6 +58,7 @@ def test_tiny_experiment_on_real_layers() -> None:
     cfg = ExperimentConfig(cells=600, seeds=(10, 100, 400), draws=1, folds=3)
     report = run_experiment(cfg, layers=GlobalLayers(ROOT), log=lambda _: None)
     assert report["data"]["cells"] == 600
+    assert report["models"] == {"stats": f"stats@{get_embedder('stats').version}"}
     res = report["results"]
     assert set(res) == {f"stats/{v}" for v in ("all", "optical", "no_optical", "no_elevation", "no_climate")}
     # more seeds help, and the embeddings beat always guessing the majority class
