@@ -120,17 +120,6 @@ def _vector(text: str):  # noqa: ANN202
         raise QueryError(f"--vector {text[:40]!r}: give a .npy file or comma-separated numbers") from exc
 
 
-def unique_names(names: list[str]) -> list[str]:
-    """Column names made unique the way DuckDB does it (``x``, ``x_1``, ``x_2`` ...)."""
-    seen: dict[str, int] = {}
-    out = []
-    for n in names:
-        k = seen.get(n, 0)
-        seen[n] = k + 1
-        out.append(n if k == 0 else f"{n}_{k}")
-    return out
-
-
 def print_frame(df, fmt: str) -> None:  # noqa: ANN001
     """Print a result frame as an aligned table, JSON records or CSV."""
     import sys
@@ -138,7 +127,6 @@ def print_frame(df, fmt: str) -> None:  # noqa: ANN001
     import numpy as np
 
     out = df.copy()
-    out.columns = unique_names([str(c) for c in out.columns])  # SQL may repeat a column name
     for col in out.columns if len(out) else []:
         if bool(out[col].map(lambda v: isinstance(v, list | tuple | np.ndarray)).astype(bool).any()):
             out[col] = out[col].map(lambda v: ";".join(map(str, v)) if v is not None else "")

@@ -24,11 +24,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """Column names made unique the way DuckDB does it (``x``, ``x_1``, ``x_2`` ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(n if k == 0 else f"{n}_{k}")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the statement and print its result."""
     import sys
 
-    from app.cli.similar import print_frame, unique_names
+    from app.cli.similar import print_frame
     from embedder.errors import QueryError
     from index.sql import connect, run_query
 

@@ -123,13 +123,14 @@ class WhitenedStats:
         from embedder.whiten import whitening
 
         self.base = ChannelStats()
+        self.eps = eps
         self.dim = self.base.dim
         self.mean, self.proj = whitening(np.vstack([self.base.features(b) for b in batches]), eps)
         self.version = config_hash(self.base.version, self.mean.tobytes(), self.proj.tobytes())
 
     def config(self) -> dict[str, Any]:
         """The baseline's configuration plus the whitening rule."""
-        return self.base.config() | {"whitening": "PCA, eps 0.01"}
+        return self.base.config() | {"whitening": f"PCA, eps {self.eps}"}
 
     def normalisation(self) -> dict[str, Any]:
         """Same as the baseline's."""
