@@ -17,8 +17,9 @@ import numpy as np
 from embedder.batch import ChipBatch
 from embedder.errors import EarthvecError
 
-DEFAULT_MODEL = "earthvec-mm"
-"""The shipped multimodal network (``data/models/earthvec-mm.pt``); ``stats`` is the numpy baseline."""
+DEFAULT_MODEL = "earthvec-tex"
+"""The fitted spectral-texture embedder (``embedder/tex``); ``earthvec-mm`` is the torch network,
+``stats`` the channel-statistics baseline."""
 
 
 @runtime_checkable
@@ -107,3 +108,4 @@ def _load_builtin() -> None:
     # importing registers; each module keeps torch imports inside its factory
     import embedder.baseline  # noqa: F401
     import embedder.model.plugin  # noqa: F401
+    import embedder.tex.plugin  # noqa: F401

@@ -21,8 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--models",
-        default="stats,stats-white,earthvec-mm,random-init,ablations",
-        help="comma-separated subset of: stats, stats-white, earthvec-mm, random-init, ablations",
+        default="earthvec-tex,tex-signature,tex-texture,tex-unfitted,stats,stats-white,earthvec-mm,random-init,ablations",
+        help="comma-separated subset of: earthvec-tex, tex-signature, tex-texture, tex-unfitted, "
+        "stats, stats-white, earthvec-mm, random-init, ablations",
     )
     p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
     p.add_argument("--draws", type=int, default=20, help="random draws per few-shot point (default 20)")
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     wanted = {m.strip() for m in args.models.split(",") if m.strip()}
     models: dict[str, Callable[[], Embedder]] = {}
+    for name in ("earthvec-tex", "tex-signature", "tex-texture", "tex-unfitted"):
+        if name in wanted:
+            models[name] = lambda name=name: get_embedder(name)  # type: ignore[misc]
     if "stats" in wanted:
         models["stats"] = lambda: get_embedder("stats")
     if "stats-white" in wanted:

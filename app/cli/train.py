@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Train the multimodal embedder and write a checkpoint."
+HELP = "Fit earthvec-tex (default) or train the earthvec-mm network, and write the model file."
 
 DEFAULT_OUT = "data/models/earthvec-mm.pt"
 ABLATION_DIR = "data/models/ablations"
@@ -12,7 +12,17 @@ ABLATION_DIR = "data/models/ablations"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``earthvec train``."""
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"checkpoint to write (default {DEFAULT_OUT})")
+    p.add_argument(
+        "--model",
+        default="earthvec-tex",
+        choices=["earthvec-tex", "earthvec-mm"],
+        help="earthvec-tex (default: fit the spectral-texture model, seconds) or earthvec-mm (torch network)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help=f"file to write (default: the shipped file, embedder/tex/earthvec-tex.npz or {DEFAULT_OUT})",
+    )
     p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the config's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -40,8 +50,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def run_tex(args: argparse.Namespace) -> int:
+    """Fit earthvec-tex; write it, or with ``--check`` compare its version with the existing file."""
+    from importlib import resources
+    from pathlib import Path
+
+    from embedder.tex.fit import fit_model
+    from embedder.tex.model import FILE_NAME, NAME, load_model
+
+    out = Path(args.out) if args.out else Path(str(resources.files("embedder.tex").joinpath(FILE_NAME)))
+    model = fit_model(args.data)
+    info = model.config["info"]
+    line = f"{NAME}@{model.version}  dim={model.dim}  fitted on {info['sources']} in {info['fit_seconds']} s"
+    if args.check:
+        if not out.is_file():
+            print(f"{line}\n  nothing to compare: {out} does not exist")
+            return 1
+        old = load_model(out)
+        same = old.version == model.version
+        print(f"{line}\n  {'reproduced' if same else 'DIFFERENT from'} {out} ({NAME}@{old.version})")
+        return 0 if same else 1
+    model.save(out)
+    print(f"{line}\n  wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Train, write the checkpoint(s) and print version and throughput."""
+    if args.model == "earthvec-tex":
+        return run_tex(args)
+    args.out = args.out or DEFAULT_OUT
     from dataclasses import replace
     from pathlib import Path
 
