@@ -20,7 +20,7 @@ from embedder.contract import atomic_write_bytes
 from embedder.errors import InputNotFoundError, ModelMismatchError
 from embedder.model.config import ModelConfig, model_config_from, to_dict
 from embedder.model.net import MultimodalNet
-from embedder.registry import config_hash
+from embedder.vectors import config_hash
 
 FORMAT = "earthvec-mm/2"
 CHECKPOINT_NAME = "earthvec-mm.pt"
