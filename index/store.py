@@ -30,9 +30,9 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from embedder import contract, h3grid
+from embedder.contract import Sidecar, file_signatures, fingerprint, index_dir
 from embedder.errors import IndexMismatchError, QueryError
 from index import factory as fac
-from index.sidecar import Sidecar, file_signatures, fingerprint, index_dir
 from index.vectors import (
     ATTR_COLUMNS,
     iter_latest,

@@ -6,7 +6,7 @@ import argparse
 
 HELP = "Train the multimodal embedder and write a checkpoint."
 
-DEFAULT_OUT = "data/models/earthvec-mm.pt"
+DEFAULT_OUT = "embedder/weights/earthvec-mm.pt"
 ABLATION_DIR = "data/models/ablations"
 
 
