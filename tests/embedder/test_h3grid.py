@@ -54,7 +54,8 @@ def test_geojson_polygon_unwraps_at_the_antimeridian():
     cell = h3i.latlng_to_cell(0.0, 179.99, 3)
     raw = [lng for _, lng in h3i.cell_to_boundary(cell)]
     assert max(raw) - min(raw) > 300  # h3 gives vertices on both sides of +-180
-    ring = json.loads(geojson(np.array([cell], dtype=np.uint64), {}))["features"][0]["geometry"]["coordinates"]
+    feature = json.loads(geojson(np.array([cell], dtype=np.uint64), {}))["features"][0]
+    ring = feature["geometry"]["coordinates"]
     assert ring == cell_geojson(cell)
     lons = [p[0] for p in ring[0]]
     assert max(lons) - min(lons) < 5.0 and ring[0][0] == ring[0][-1]
