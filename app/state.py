@@ -18,9 +18,9 @@ import streamlit as st
 
 from app.logic import basemap
 from app.logic.colour import pca_rgb
+from app.logic.rows import Rows, load_rows
 from embedder import contract
 from embedder.errors import EarthvecError
-from index.explore_support import Rows, load_rows
 from index.store import VectorIndex, open_index
 
 DB_ENV = "EARTHVEC_DB"

@@ -277,28 +277,3 @@ class TiledSet:
         return cells
 
 
-def cells_wkb(cells: np.ndarray) -> list[bytes]:
-    """WKB polygons of many cells, byte-identical to ``embedder.h3grid.cell_wkb`` but batched.
-
-    ``cell_wkb`` costs ~80 s per million cells (one struct.pack per vertex); here the
-    boundaries come from h3 one cell at a time and the packing is vectorised per vertex count.
-    """
-    bounds = [h3i.cell_to_boundary(int(c)) for c in cells]
-    out: list[bytes] = [b""] * len(bounds)
-    counts = np.fromiter((len(b) for b in bounds), dtype=np.int64, count=len(bounds))
-    for nv in np.unique(counts):
-        sel = np.flatnonzero(counts == nv)
-        pts = np.array([bounds[i] for i in sel], dtype=np.float64)  # (m, nv, 2) lat, lng
-        lon = np.degrees(np.unwrap(np.radians(pts[:, :, 1]), axis=1))
-        ring = np.stack([lon, pts[:, :, 0]], axis=2)
-        ring = np.concatenate([ring, ring[:, :1]], axis=1)  # close the ring
-        head = np.frombuffer(
-            np.array([1], "<u1").tobytes() + np.array([3, 1, nv + 1], "<u4").tobytes(), dtype=np.uint8
-        )
-        body = ring.astype("<f8").view(np.uint8).reshape(len(sel), -1)
-        rec = np.concatenate([np.broadcast_to(head, (len(sel), len(head))), body], axis=1)
-        blob = rec.tobytes()
-        size = rec.shape[1]
-        for j, i in enumerate(sel):
-            out[i] = blob[j * size : (j + 1) * size]
-    return out

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import CELL_RES, TiledSet, cells_wkb
+from bench.data import CELL_RES, TiledSet
 from embedder import contract, h3grid
+from embedder.h3grid import cells_wkb
 
 PARTITION_RES = 3
 MODEL_NAME = "bench-patch-rp128"

@@ -65,7 +65,7 @@ def sahel_figure(db: Path, out: Path, data: Path) -> list[tuple[float, float, fl
 
 def main() -> int:
     """Build or reuse the global database and write the figures."""
-    from embedder.global_build import build_global_db
+    from embedder.globe.build import build_global_db
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--db", default="demo_db/global", help="global database folder (built when missing)")

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from embedder.batch import ChipBatch
-from embedder.registry import config_hash, l2_normalise, register
+from embedder.interface import register
 from embedder.sensors import get_sensor, sensor_names
+from embedder.vectors import config_hash, l2_normalise
 
 OPTICAL_SLOTS_NM = (443, 490, 560, 665, 705, 740, 783, 842, 865, 945, 1375, 1610, 2190)
 SLOTS: dict[str, tuple[str, ...]] = {

@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from embedder import contract
 from embedder.batch import ChipBatch, ModalityBatch, valid_fraction
 from embedder.chips import ChipSpec, choose_mode, default_resolution, item_geometry, plan_chips, read_chips
+from embedder.contract import BuildReport
 from embedder.errors import RasterError
 from embedder.h3grid import cell_to_str, cell_wkb
 from embedder.registry import DEFAULT_MODEL, Embedder, get_embedder, model_id
@@ -79,33 +79,6 @@ class Row:
     def sources(self) -> list[str]:
         """All files feeding the row."""
         return [p for part in self.parts.values() for p in part.item.paths]
-
-
-@dataclass
-class BuildReport:
-    """What a build did."""
-
-    db: str
-    model: str
-    resolution: int
-    rows_planned: int
-    rows_written: int = 0
-    rows_dropped_empty: int = 0
-    shards_total: int = 0
-    shards_written: int = 0
-    shards_skipped: int = 0
-    seconds: float = 0.0
-
-    @property
-    def rows_per_second(self) -> float:
-        """Rows written per second of build time."""
-        return self.rows_written / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary."""
-        d = dict(self.__dict__)
-        d["rows_per_second"] = round(self.rows_per_second, 1)
-        return d
 
 
 def _items(specs: Sequence[SourceSpec]) -> list[RasterItem]:

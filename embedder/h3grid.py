@@ -1,12 +1,20 @@
-"""H3 helpers on integer cell ids: parsing user input, centres, parents and WKB polygons."""
+"""H3 helpers on integer cell ids: parsing user input, centres, parents and cell polygons.
+
+This is the one home of cell geometry: parents (vectorised bit operations, checked against
+``h3.cell_to_parent``), polygons as unwrapped lon/lat rings (a cell crossing the
+antimeridian stays one small polygon), as GeoJSON coordinates and as WKB (built with
+shapely, many cells at once).
+"""
 
 from __future__ import annotations
 
-import struct
+from collections import defaultdict
+from itertools import chain
 
 import h3
 import h3.api.basic_int as h3i
 import numpy as np
+import shapely
 
 from embedder.errors import QueryError
 
@@ -53,9 +61,35 @@ def cell_centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pts[:, 0], pts[:, 1]
 
 
-def cell_parents(cells: np.ndarray, res: int) -> np.ndarray:
-    """Parent (uint64) of each cell at the coarser resolution ``res``."""
-    return np.fromiter((h3i.cell_to_parent(int(c), res) for c in cells), dtype=np.uint64, count=len(cells))
+_RES_SHIFT = 52
+_DIGIT_BITS = 3
+MAX_RES = 15
+
+
+def cell_parents(cells: np.ndarray, res: int | np.ndarray) -> np.ndarray:
+    """Parent (uint64) of each cell at the coarser resolution ``res`` (vectorised).
+
+    An H3 id stores its resolution in bits 52-55 and one 3-bit digit per resolution; the
+    parent sets the resolution field to ``res`` and the digits below it to 7 (unused).
+
+    Args:
+        cells: valid H3 cell ids.
+        res: one resolution for all cells, or one per cell.
+
+    Raises:
+        QueryError: when ``res`` is outside 0..15 or finer than a cell's resolution.
+    """
+    c = np.asarray(cells, dtype=np.uint64)
+    r = np.broadcast_to(np.asarray(res, dtype=np.int64), c.shape)
+    if r.size and (r.min() < 0 or r.max() > MAX_RES):
+        raise QueryError(f"H3 resolution {res} is out of range; use 0..{MAX_RES}")
+    own = ((c >> np.uint64(_RES_SHIFT)) & np.uint64(0xF)).astype(np.int64)
+    if c.size and bool(np.any(r > own)):
+        raise QueryError(f"resolution {res} is finer than some cells' resolution; parents must be coarser")
+    out = (c & ~np.uint64(0xF << _RES_SHIFT)) | (r.astype(np.uint64) << np.uint64(_RES_SHIFT))
+    # digits below the parent's resolution become 7: (all bits below digit r) per row
+    low_bits = ((MAX_RES - r) * _DIGIT_BITS).astype(np.uint64)
+    return out | ((np.uint64(1) << low_bits) - np.uint64(1))
 
 
 def cell_to_str(cell: int) -> str:
@@ -68,21 +102,58 @@ def cell_resolution(cell: int) -> int:
     return int(h3i.get_resolution(int(cell)))
 
 
-def cell_wkb(cell: int) -> bytes:
-    """The cell boundary as a little-endian WKB Polygon in lon/lat (OGC:CRS84).
+def cell_rings(cells: np.ndarray) -> list[np.ndarray]:
+    """Closed boundary rings of ``cells`` as (n + 1, 2) lon/lat arrays (OGC:CRS84 order).
 
     Longitudes are unwrapped so that a cell crossing the antimeridian stays one small
-    polygon (some vertices then lie beyond +-180).
+    polygon (some vertices then lie beyond +-180). Rings keep H3's vertex order
+    (counterclockwise).
     """
-    ring = [(lng, lat) for lat, lng in h3i.cell_to_boundary(int(cell))]
-    lons = np.unwrap(np.radians([p[0] for p in ring]))
-    ring = [(float(np.degrees(x)), p[1]) for x, p in zip(lons, ring, strict=True)]
-    ring.append(ring[0])
-    out = bytearray(struct.pack("<BII", 1, 3, 1))
-    out += struct.pack("<I", len(ring))
-    for x, y in ring:
-        out += struct.pack("<dd", x, y)
-    return bytes(out)
+    ids = np.asarray(cells, dtype=np.uint64).tolist()
+    rings = [h3i.cell_to_boundary(c) for c in ids]
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, ring in enumerate(rings):
+        groups[len(ring)].append(i)
+    out: list[np.ndarray] = [np.zeros((0, 2))] * len(ids)
+    for n, idx in groups.items():
+        flat = chain.from_iterable(chain.from_iterable(rings[i] for i in idx))
+        pts = np.fromiter(flat, dtype=np.float64, count=len(idx) * n * 2).reshape(len(idx), n, 2)
+        coords = np.empty((len(idx), n + 1, 2), dtype=np.float64)
+        coords[:, :n, 0] = np.degrees(np.unwrap(np.radians(pts[:, :, 1]), axis=1))
+        coords[:, :n, 1] = pts[:, :, 0]
+        coords[:, n] = coords[:, 0]
+        for k, i in enumerate(idx):
+            out[i] = coords[k]
+    return out
+
+
+def cell_polygons(cells: np.ndarray) -> np.ndarray:
+    """Shapely polygons (lon/lat, unwrapped like :func:`cell_rings`) of ``cells``."""
+    rings = cell_rings(cells)
+    polys = np.empty(len(rings), dtype=object)
+    by_len: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(rings):
+        by_len[len(r)].append(i)
+    for idx in by_len.values():
+        polys[idx] = shapely.polygons(np.stack([rings[i] for i in idx]))
+    return polys
+
+
+def cells_wkb(cells: np.ndarray) -> list[bytes]:
+    """Little-endian 2-D WKB Polygons (lon/lat, OGC:CRS84, longitudes unwrapped) of ``cells``."""
+    if len(cells) == 0:
+        return []
+    return list(shapely.to_wkb(cell_polygons(cells), byte_order=1, output_dimension=2))
+
+
+def cell_wkb(cell: int) -> bytes:
+    """The cell boundary as a little-endian WKB Polygon in lon/lat (see :func:`cells_wkb`)."""
+    return cells_wkb(np.array([cell], dtype=np.uint64))[0]
+
+
+def cell_geojson(cell: int) -> list[list[list[float]]]:
+    """GeoJSON ``Polygon`` coordinates of a cell (one closed, unwrapped lon/lat ring)."""
+    return [cell_rings(np.array([cell], dtype=np.uint64))[0].tolist()]
 
 
 def descendant_range(cell: int, res: int) -> tuple[int, int]:

@@ -9,8 +9,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from embedder import contract
-from index.layout import PYRAMID_DIR
-from index.sidecar import Sidecar, index_dir
+from embedder.contract import PYRAMID_DIR, Sidecar, index_dir
 from index.store import index_state
 
 

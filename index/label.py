@@ -1,10 +1,8 @@
 """kNN labelling: predict a class for every cell from a few seeds, with spatial cross-validation.
 
-Each cell takes the labels of its ``k`` most similar seeds; votes are weighted by
-similarity, ``w = (1 + cos) / 2``, and the confidence is the winner's share of the weight.
-The map queries every cell against the seeds, not against the database: per block of
-cells one (cells x seeds) inner-product matrix (FAISS flat index over the seeds: BLAS plus
-a heap top-k, exact), then a vectorised vote. Partitions stream (one read ahead, one being
+The vote itself is :mod:`index.vote` (each cell against every seed, exact) and the
+accuracy estimate :mod:`index.cv`; this module streams the database through them and
+writes the map. Partitions stream (one read ahead, one being
 written: memory holds a few partitions, never the database); vectors come zero-copy from
 Arrow, and the map is written with pyarrow as GeoParquet through a temporary file. A
 database folder needs no FAISS index: seed vectors are read from the seeds' partitions.
@@ -18,256 +16,36 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from embedder import contract, h3grid
+from embedder import contract
 from embedder.errors import SeedError
+from index.cv import BLOCK_RES_OFFSET, DEFAULT_FOLDS, DEFAULT_K, CVResult, spatial_cv
 from index.filters import Filter
 from index.seeds import LABEL, Seeds, map_seeds, read_seeds, seed_cells
 from index.store import VectorIndex
-from index.vectors import latest_rows, lookup_latest, partition_files, read_files
+from index.vectors import (
+    embedding_chunks,
+    latest_rows,
+    lookup_latest,
+    partition_files,
+    partition_overlaps,
+    read_files,
+)
+from index.vote import SeedVoter
 
-CONFIDENCE = "confidence"
-LABELS_META_KEY = b"earthvec_labels"
-DEFAULT_K = 5
-DEFAULT_FOLDS = 5
+CONFIDENCE = contract.CONFIDENCE
+LABELS_META_KEY = contract.LABELS_META_KEY
 MAP_COMPRESSION = "zstd"
-BLOCK_RES_OFFSET = 4
-"""Default CV blocks: parents 4 resolutions coarser than the cells (res 8 -> res 4, ~22 km)."""
-
-
-def prediction_schema() -> pa.Schema:
-    """Schema of a prediction map (GeoParquet)."""
-    return pa.schema(
-        [
-            pa.field(contract.H3, pa.uint64(), nullable=False),
-            pa.field(contract.LAT, pa.float64(), nullable=False),
-            pa.field(contract.LON, pa.float64(), nullable=False),
-            pa.field(contract.GEOMETRY, pa.binary(), nullable=False),
-            pa.field(LABEL, pa.string(), nullable=False),
-            pa.field(CONFIDENCE, pa.float32(), nullable=False),
-        ]
-    )
-
-
-BLOCK_ROWS = 16_384
-"""Cells scored per matrix product (bounds memory to ``BLOCK_ROWS x seeds`` similarities)."""
-
-
-def seed_index(seed_vectors: np.ndarray) -> faiss.IndexFlatIP:
-    """An exact inner-product index over the seeds (BLAS products plus a heap top-k)."""
-    sv = np.ascontiguousarray(seed_vectors, dtype=np.float32)
-    index = faiss.IndexFlatIP(sv.shape[1])
-    index.add(sv)
-    return index
-
-
-def vote(sims: np.ndarray, classes: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Similarity-weighted vote of neighbours, vectorised over rows.
-
-    A class's vote is the sum of ``(1 + cos) / 2`` over the neighbours holding it. Computed
-    per neighbour slot (``k x k`` vector operations, no dense rows x classes table); sums
-    run over the slots in order, so they equal a per-class accumulation bit for bit.
-
-    Args:
-        sims: (N, k) cosine similarities of each row's neighbours.
-        classes: (N, k) class numbers (``< n_classes``) of those neighbours.
-        n_classes: number of classes.
-
-    Returns:
-        Winning class (N,) (lowest class number on a tie) and its share of the weight (N,).
-    """
-    n, k = sims.shape
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    w = (1.0 + sims.astype(np.float64)) / 2.0 + 1e-9
-    total = np.zeros(n, dtype=np.float64)
-    best = np.full(n, -1.0)
-    pred = np.full(n, n_classes, dtype=np.int64)
-    for j in range(k):
-        total += w[:, j]
-        cj = classes[:, j]
-        score = np.zeros(n, dtype=np.float64)
-        for i in range(k):
-            score += np.where(classes[:, i] == cj, w[:, i], 0.0)
-        better = (score > best) | ((score == best) & (cj < pred))
-        best = np.where(better, score, best)
-        pred = np.where(better, cj, pred)
-    return pred, (best / total).astype(np.float32)
-
-
-class SeedVoter:
-    """Exact kNN vote of many cells against a fixed set of seeds.
-
-    Every cell is compared with every seed: a (cells x seeds) matrix product per block of
-    :data:`BLOCK_ROWS` cells (FAISS flat inner product: BLAS plus a heap top-k), then the
-    ``k`` best seeds vote. Blocks run on a pool of one thread per core, each calling FAISS
-    single-threaded: no OpenMP barriers, which stall badly on a busy machine.
-    """
-
-    def __init__(self, seed_vectors: np.ndarray, seed_classes: np.ndarray, n_classes: int, k: int) -> None:
-        self.k = max(1, min(int(k), len(seed_vectors)))
-        self.classes = np.asarray(seed_classes, dtype=np.int64)
-        self.n_classes = int(n_classes)
-        self.dim = int(seed_vectors.shape[1])
-        self.index = seed_index(seed_vectors)
-
-    def _block(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        sims, nn = self.index.search(q, self.k)
-        return vote(sims, self.classes[nn], self.n_classes)
-
-    def __call__(
-        self, queries: np.ndarray | list[np.ndarray], block: int = BLOCK_ROWS
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted class numbers (N,) and confidences (N,) of unit vectors (N, D).
-
-        ``queries`` is one matrix or a list of matrices (e.g. the zero-copy chunks of an
-        Arrow column), labelled as if stacked.
-        """
-        mats = queries if isinstance(queries, list) else [queries]
-        qs = [np.ascontiguousarray(m, dtype=np.float32).reshape(-1, self.dim) for m in mats]
-        block = min(block, max(1024, -(-sum(len(q) for q in qs) // SEARCH_WORKERS)))  # all cores busy
-        blocks = [q[b : b + block] for q in qs for b in range(0, len(q), block)]
-        if not blocks:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        parts = list(_search_pool().map(self._block, blocks))
-        return np.concatenate([p for p, _ in parts]), np.concatenate([c for _, c in parts])
-
-
-_POOL: list[ThreadPoolExecutor] = []
-SEARCH_WORKERS = max(1, min(os.cpu_count() or 1, 8))
-"""Threads labelling blocks of cells (one per core; each runs FAISS single-threaded)."""
-
-
-def _search_pool() -> ThreadPoolExecutor:
-    """The process-wide pool of single-threaded FAISS workers (one per core, made once)."""
-    if not _POOL:
-        _POOL.append(
-            ThreadPoolExecutor(
-                max_workers=SEARCH_WORKERS,
-                thread_name_prefix="earthvec-knn",
-                initializer=faiss.omp_set_num_threads,
-                initargs=(1,),
-            )
-        )
-    return _POOL[0]
-
-
-def embedding_chunks(table: pa.Table) -> list[np.ndarray]:
-    """The ``embedding`` column as (n_i, D) float32 matrices, one per Arrow chunk (no copy)."""
-    col = table.column(contract.EMBEDDING)
-    dim = col.type.list_size
-    return [
-        np.asarray(ch.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
-        for ch in col.chunks
-    ]
-
-
-def knn_vote(
-    seed_vectors: np.ndarray, seed_classes: np.ndarray, n_classes: int, queries: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Similarity-weighted kNN vote (exact).
-
-    Each query takes its ``k`` most similar seeds; votes weigh ``(1 + cos) / 2``.
-
-    Args:
-        seed_vectors: (S, D) unit vectors of the seeds.
-        seed_classes: (S,) class numbers in ``[0, n_classes)``.
-        n_classes: number of classes.
-        queries: (N, D) unit vectors to label.
-        k: neighbours per query (capped at S).
-
-    Returns:
-        Predicted class numbers (N,) and confidences (N,) in (0, 1].
-    """
-    return SeedVoter(seed_vectors, seed_classes, n_classes, k)(queries)
-
-
-@dataclass
-class CVResult:
-    """Spatially blocked cross-validation of the seeds.
-
-    Attributes:
-        accuracy: share of held-out seeds predicted right (``None`` when CV was impossible).
-        n_folds: folds used.
-        n_blocks: spatial blocks (parent cells) holding seeds.
-        block_resolution: H3 resolution of the blocks.
-        fold_accuracy: accuracy of each fold.
-        message: why CV was skipped or is weak, else empty.
-    """
-
-    accuracy: float | None
-    n_folds: int
-    n_blocks: int
-    block_resolution: int
-    fold_accuracy: list[float] = field(default_factory=list)
-    message: str = ""
-
-
-def block_folds(blocks: np.ndarray, n_folds: int) -> np.ndarray:
-    """Fold number per seed: whole blocks per fold, folds balanced by seed count.
-
-    Largest blocks are placed first, each in the fold holding fewest seeds so far
-    (deterministic, like a group k-fold).
-    """
-    ub, inv, counts = np.unique(blocks, return_inverse=True, return_counts=True)
-    fold_of_block = np.zeros(len(ub), dtype=np.int64)
-    sizes = np.zeros(n_folds, dtype=np.int64)
-    for b in np.argsort(-counts, kind="stable"):
-        f = int(np.argmin(sizes))
-        fold_of_block[b] = f
-        sizes[f] += counts[b]
-    return fold_of_block[inv]
-
-
-def spatial_cv(
-    cells: np.ndarray,
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    *,
-    k: int = DEFAULT_K,
-    block_res: int,
-    n_folds: int = DEFAULT_FOLDS,
-) -> CVResult:
-    """Spatially blocked k-fold accuracy of kNN labelling on the seeds themselves."""
-    blocks = h3grid.cell_parents(cells, block_res)
-    n_blocks = len(np.unique(blocks))
-    if n_blocks < 2:
-        return CVResult(
-            None,
-            0,
-            n_blocks,
-            block_res,
-            message=f"all seeds lie in {n_blocks} block at resolution {block_res}: too few "
-            "blocks for spatial cross-validation; spread seeds over more places or use a "
-            "finer block resolution",
-        )
-    folds = min(n_folds, n_blocks)
-    fold = block_folds(blocks, folds)
-    classes, y = np.unique(labels, return_inverse=True)
-    right = np.zeros(len(cells), dtype=bool)
-    per = []
-    for f in range(folds):
-        test, train = fold == f, fold != f
-        pred, _ = knn_vote(vectors[train], y[train], len(classes), vectors[test], k)
-        right[test] = pred == y[test]
-        per.append(float(right[test].mean()))
-    msg = ""
-    if n_blocks < n_folds:
-        msg = f"only {n_blocks} spatial blocks: {folds} folds instead of {n_folds}; the estimate is rough"
-    return CVResult(float(right.mean()), folds, n_blocks, block_res, per, msg)
 
 
 @dataclass
@@ -335,7 +113,7 @@ def _partition_tables(src: MapSource, flt: Filter, progress: bool) -> Iterator[P
     parts = list(files)
     ranges = flt.id_ranges(src.resolution)
     if ranges:
-        parts = [p for p in parts if any(_overlaps(p, lo, hi, src.resolution) for lo, hi in ranges)]
+        parts = [p for p in parts if any(partition_overlaps(p, lo, hi, src.resolution) for lo, hi in ranges)]
     vi = src.vi if src.vi is not None and not (flt.has_time and src.vi.sidecar.multi_date) else None
     cols = [contract.H3, contract.DATETIME, contract.LAT, contract.LON, contract.GEOMETRY]
     if vi is None:
@@ -378,7 +156,7 @@ def _prefetch(it: Iterator[Part]) -> Iterator[Part]:
 def _predict(
     src: MapSource, voter: SeedVoter, classes: pa.Array, flt: Filter, progress: bool
 ) -> Iterator[tuple[pa.Table, np.ndarray]]:
-    schema = prediction_schema()
+    schema = contract.prediction_schema()
     for table, vectors in _prefetch(_partition_tables(src, flt, progress)):
         pred, conf = voter(vectors)
         out = pa.Table.from_arrays(
@@ -387,6 +165,7 @@ def _predict(
                 table.column(contract.LAT),
                 table.column(contract.LON),
                 table.column(contract.GEOMETRY),
+                contract.bbox_array(table.column(contract.GEOMETRY)),
                 classes.take(pa.array(pred)),
                 pa.array(conf, type=pa.float32()),
             ],
@@ -417,11 +196,6 @@ def predict_partitions(
     names = pa.array([str(c) for c in classes], type=pa.string())
     for table, _ in _predict(src, voter, names, flt or Filter(), progress):
         yield table
-
-
-def _overlaps(part: str, lo: int, hi: int, res: int) -> bool:
-    plo, phi = h3grid.descendant_range(h3grid.parse_cell(part), res)
-    return plo <= hi and lo <= phi
 
 
 def seeds_with_vectors(
@@ -497,7 +271,7 @@ def label_db(
     try:
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out_path.with_name(f".{out_path.name}.{uuid.uuid4().hex}.tmp")
+            tmp = contract.temp_path(out_path)
             writer = _map_writer(tmp, src, result)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="earthvec-write") as pool:
             pending: Future[None] | None = None
@@ -518,7 +292,7 @@ def label_db(
             result.out = out_path
             copy = src.db / contract.PREDICTIONS_DIR / out_path.name
             if copy.resolve() != out_path.resolve():
-                _copy_atomic(out_path, copy)
+                contract.copy_atomic(out_path, copy)
             result.copy = copy
             contract.write_table_atomic(
                 s.table(), src.db / contract.LABELS_DIR / f"{Path(seeds).stem}.parquet"
@@ -550,19 +324,7 @@ def _schema_with_meta(vi: MapSource, result: LabelResult) -> pa.Schema:
         "created": contract.utcnow(),
         **{k: v for k, v in result.summary().items() if k not in ("cells", "predicted_counts")},
     }
-    return prediction_schema().with_metadata(
-        {
-            contract.GEO_KEY: json.dumps(contract.geo_metadata()).encode(),
-            LABELS_META_KEY: json.dumps(info, sort_keys=True, default=str).encode(),
-        }
+    return contract.geo_schema(
+        contract.prediction_schema(),
+        {LABELS_META_KEY: json.dumps(info, sort_keys=True, default=str).encode()},
     )
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,30 +27,14 @@ from tqdm.auto import tqdm
 from embedder import contract, h3grid
 from embedder.errors import InputNotFoundError, QueryError
 from index.filters import Filter
-from index.layout import level_path
 from index.search import Hits, as_index, top_k
 from index.store import VectorIndex
 from index.vectors import iter_latest, partition_files
 
-COUNT = "count"
-SPREAD = "spread"
+COUNT = contract.COUNT
+SPREAD = contract.SPREAD
 DEFAULT_LEVELS = 3
-PYRAMID_META_KEY = b"earthvec_pyramid"
-
-
-def pyramid_schema(dim: int) -> pa.Schema:
-    """Schema of a pyramid level."""
-    return pa.schema(
-        [
-            pa.field(contract.H3, pa.uint64(), nullable=False),
-            pa.field(contract.LAT, pa.float64(), nullable=False),
-            pa.field(contract.LON, pa.float64(), nullable=False),
-            pa.field(contract.GEOMETRY, pa.binary(), nullable=False),
-            pa.field(COUNT, pa.int64(), nullable=False),
-            pa.field(SPREAD, pa.float32(), nullable=False),
-            pa.field(contract.EMBEDDING, pa.list_(pa.float32(), dim), nullable=False),
-        ]
-    )
+PYRAMID_META_KEY = contract.PYRAMID_META_KEY
 
 
 def aggregate(cells: np.ndarray, vectors: np.ndarray, res: int) -> pa.Table:
@@ -70,17 +53,19 @@ def _level_table(parents: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> p
     unit = np.divide(mean, norm[:, None], out=np.zeros_like(mean), where=norm[:, None] > 0)
     lat, lon = h3grid.cell_centres(parents)
     dim = sums.shape[1]
+    wkb = pa.array(h3grid.cells_wkb(parents), type=pa.binary())
     return pa.Table.from_arrays(
         [
             pa.array(parents, type=pa.uint64()),
             pa.array(lat),
             pa.array(lon),
-            pa.array([h3grid.cell_wkb(int(c)) for c in parents], type=pa.binary()),
+            wkb,
+            contract.bbox_array(wkb),
             pa.array(counts.astype(np.int64)),
             pa.array(np.clip(1.0 - norm, 0.0, 1.0).astype(np.float32)),
             pa.FixedSizeListArray.from_arrays(pa.array(unit.astype(np.float32).reshape(-1)), dim),
         ],
-        schema=pyramid_schema(dim),
+        schema=contract.pyramid_schema(dim),
     )
 
 
@@ -113,12 +98,7 @@ def build_pyramid(
     writers: dict[int, tuple[pq.ParquetWriter, Path]] = {}
     dim = vi.dim
     meta = {"model": vi.model, "h3_resolution": res, "created": contract.utcnow()}
-    schema = pyramid_schema(dim).with_metadata(
-        {
-            contract.GEO_KEY: json.dumps(contract.geo_metadata()).encode(),
-            PYRAMID_META_KEY: json.dumps(meta).encode(),
-        }
-    )
+    schema = contract.geo_schema(contract.pyramid_schema(dim), {PYRAMID_META_KEY: json.dumps(meta).encode()})
     out: dict[int, Path] = {}
     try:
         cols = [contract.H3, contract.DATETIME, contract.EMBEDDING]
@@ -136,9 +116,9 @@ def build_pyramid(
             for r in levels:
                 if r >= vi.sidecar.partition_resolution:
                     if r not in writers:
-                        path = level_path(vi.db, r)
+                        path = contract.level_path(vi.db, r)
                         path.parent.mkdir(parents=True, exist_ok=True)
-                        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+                        tmp = contract.temp_path(path)
                         writers[r] = (pq.ParquetWriter(tmp, schema, compression="zstd"), tmp)
                     writers[r][0].write_table(aggregate(cells, vecs, r))
                     continue
@@ -149,7 +129,7 @@ def build_pyramid(
                     sums[r][key] = sums[r].get(key, np.zeros(dim)) + vecs[m].sum(axis=0, dtype=np.float64)
                     counts[r][key] = counts[r].get(key, 0) + int(m.sum())
         for r in levels:
-            path = level_path(vi.db, r)
+            path = contract.level_path(vi.db, r)
             if r in writers:
                 w, tmp = writers.pop(r)
                 w.close()
@@ -176,7 +156,7 @@ def read_level(db: str | Path, res: int) -> pa.Table:
     Raises:
         InputNotFoundError: the level was not built.
     """
-    path = level_path(db, res)
+    path = contract.level_path(db, res)
     if not path.exists():
         raise InputNotFoundError(
             f"{path} does not exist; build the pyramid first: index.pyramid.build_pyramid(db, [{res}])"

@@ -31,7 +31,14 @@ from embedder import contract, h3grid
 from embedder.errors import QueryError
 from index.filters import Filter
 from index.store import VectorIndex, open_index
-from index.vectors import ATTR_COLUMNS, latest_rows, partition_files, read_files, scalar_columns
+from index.vectors import (
+    ATTR_COLUMNS,
+    latest_rows,
+    partition_files,
+    partition_overlaps,
+    read_files,
+    scalar_columns,
+)
 
 SCORE = "score"
 RANK = "rank"
@@ -107,6 +114,40 @@ def resolve_cell(vi: VectorIndex, example: Example) -> int:
     return cell
 
 
+def example_query(
+    vectors: np.ndarray,
+    positives: Sequence[int],
+    negatives: Sequence[int] | None = None,
+    weight: float = NEG_WEIGHT,
+    *,
+    hint: str = "a cell or a lat/lon point",
+) -> np.ndarray:
+    """One unit query from example rows: ``normalise(mean(pos) - weight * mean(neg))``.
+
+    The rule of the Earth Index app; the one implementation behind :func:`query_vector`
+    and the explorer.
+
+    Args:
+        vectors: (N, D) unit vectors.
+        positives: rows of ``vectors`` to move towards.
+        negatives: rows to move away from.
+        weight: weight of the negatives' mean.
+        hint: how the user gives an example (ends the error message).
+
+    Raises:
+        QueryError: without positives, or when positives and negatives cancel out.
+    """
+    if len(positives) == 0:
+        raise QueryError(f"give at least one positive example ({hint})")
+    q = vectors[np.asarray(positives)].mean(axis=0)
+    if negatives is not None and len(negatives):
+        q = q - weight * vectors[np.asarray(negatives)].mean(axis=0)
+    n = float(np.linalg.norm(q))
+    if not np.isfinite(n) or n < 1e-8:
+        raise QueryError("the positive and negative examples cancel out; remove some negatives")
+    return (q / n).astype(np.float32)
+
+
 def query_vector(
     vi: VectorIndex,
     positives: Sequence[Example],
@@ -125,10 +166,9 @@ def query_vector(
         raise QueryError("give at least one positive example (a cell or a lat/lon point)")
     pos = [resolve_cell(vi, e) for e in positives]
     neg = [resolve_cell(vi, e) for e in negatives]
-    q = vi.vectors(np.array(pos, dtype=np.uint64)).mean(axis=0)
-    if neg:
-        q = q - neg_weight * vi.vectors(np.array(neg, dtype=np.uint64)).mean(axis=0)
-    return unit(q, "the combined examples"), pos + neg
+    vecs = vi.vectors(np.array(pos + neg, dtype=np.uint64))
+    q = example_query(vecs, range(len(pos)), range(len(pos), len(pos) + len(neg)), neg_weight)
+    return q, pos + neg
 
 
 def unit(
@@ -300,8 +340,7 @@ def _top_k_parquet(
     offset = 0
     parts = list(partition_files(vi.db))
     if ranges:
-        pres = vi.sidecar.partition_resolution
-        parts = [p for p in parts if any(_overlaps(p, lo, hi, vi.resolution, pres) for lo, hi in ranges)]
+        parts = [p for p in parts if any(partition_overlaps(p, lo, hi, vi.resolution) for lo, hi in ranges)]
     cols = [*ATTR_COLUMNS, contract.EMBEDDING]
     for table in _iter_filtered(vi, parts, cols, expr):
         table = table.filter(pa.array(flt.mask(table, vi.resolution)))
@@ -333,11 +372,6 @@ def _iter_filtered(
     files = partition_files(vi.db)
     for p in parts:
         yield latest_rows(read_files(files[p], cols, expr))[0]
-
-
-def _overlaps(part: str, lo: int, hi: int, res: int, pres: int) -> bool:
-    plo, phi = h3grid.descendant_range(h3grid.parse_cell(part), res)
-    return plo <= hi and lo <= phi
 
 
 def similar(

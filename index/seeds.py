@@ -23,7 +23,7 @@ import pyarrow as pa
 from embedder import contract, h3grid
 from embedder.errors import EarthvecError, InputNotFoundError, SeedError
 
-LABEL = "label"
+LABEL = contract.LABEL
 """Column holding a class name (seeds and predictions)."""
 
 
@@ -66,7 +66,8 @@ class Seeds:
                 contract.LAT: lat,
                 contract.LON: lon,
                 LABEL: pa.array(self.labels.astype(str).tolist(), type=pa.string()),
-            }
+            },
+            schema=contract.seeds_schema(),
         )
 
 

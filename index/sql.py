@@ -34,10 +34,11 @@ import duckdb
 import h3.api.basic_int as h3i
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from embedder import contract
+from embedder import contract, h3grid
+from embedder.contract import PYRAMID_DIR
 from embedder.errors import EarthvecError, QueryError
-from index.layout import PYRAMID_DIR
 
 DEFAULT_ROW_LIMIT = 10_000
 VIEWS = ("embeddings", "labels", "predictions")
@@ -82,11 +83,13 @@ def _file_list(files: list[Path]) -> str:
 
 
 def _h3_parent(cells: pa.Array, res: pa.Array) -> pa.Array:
-    out = []
-    for a, b in zip(cells.to_pylist(), res.to_pylist(), strict=True):
-        ok = a is not None and b is not None and 0 <= b <= h3i.get_resolution(a)
-        out.append(h3i.cell_to_parent(a, b) if ok else None)
-    return pa.array(out, type=pa.uint64())
+    c = np.asarray(pc.fill_null(cells, 0).to_numpy(zero_copy_only=False), dtype=np.uint64)
+    r = np.asarray(pc.fill_null(res, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    own = ((c >> np.uint64(52)) & np.uint64(0xF)).astype(np.int64)
+    ok = np.asarray(cells.is_valid()) & np.asarray(res.is_valid()) & (r >= 0) & (r <= own)
+    out = np.zeros(len(c), dtype=np.uint64)
+    out[ok] = h3grid.cell_parents(c[ok], r[ok])
+    return pa.array(out, type=pa.uint64(), mask=~ok)
 
 
 def _h3_latlng(cells: pa.Array, i: int) -> pa.Array:

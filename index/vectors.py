@@ -31,7 +31,8 @@ ATTR_COLUMNS = [
 ]
 """Columns of the indexed rows kept in memory beside the index (no vectors, no geometry)."""
 
-_OLDEST = np.iinfo(np.int64).min
+OLDEST = np.iinfo(np.int64).min
+"""The datetime (int64 microseconds) of rows without one: older than any real date."""
 
 
 def partition_files(db: str | Path) -> dict[str, list[Path]]:
@@ -46,7 +47,7 @@ def partition_files(db: str | Path) -> dict[str, list[Path]]:
 def datetime_int(table: pa.Table) -> np.ndarray:
     """Datetimes as int64 microseconds, missing ones as the smallest int64 (oldest)."""
     col = table.column(contract.DATETIME).cast(pa.int64())
-    return np.asarray(pc.fill_null(col, _OLDEST).to_numpy(), dtype=np.int64)
+    return np.asarray(pc.fill_null(col, OLDEST).to_numpy(), dtype=np.int64)
 
 
 def scalar_columns(table: pa.Table) -> dict[str, np.ndarray]:
@@ -71,13 +72,24 @@ def latest_rows(table: pa.Table) -> tuple[pa.Table, bool]:
         return table, False
     if len(h3) == 1 or bool(np.all(h3[1:] > h3[:-1])):
         return table, False  # one row per cell, already sorted: nothing to copy
-    order = np.lexsort((datetime_int(table), h3))
-    hs = h3[order]
-    last = np.empty(len(hs), dtype=bool)
-    last[:-1] = hs[1:] != hs[:-1]
-    last[-1] = True
-    keep = order[last]
+    keep = latest_positions(h3, datetime_int(table))
     return table.take(pa.array(keep)), bool(len(keep) < len(h3))
+
+
+def latest_positions(h3: np.ndarray, time_us: np.ndarray) -> np.ndarray:
+    """Row numbers of the most recent row of each cell, ordered by cell id.
+
+    Args:
+        h3: (N,) cell ids.
+        time_us: (N,) datetimes as int64 microseconds (:data:`OLDEST` for none).
+    """
+    if len(h3) == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((time_us, h3))
+    hs = h3[order]
+    last = np.ones(len(hs), dtype=bool)
+    last[:-1] = hs[1:] != hs[:-1]
+    return order[last].astype(np.int64)
 
 
 def read_files(files: list[Path], columns: list[str], filter: pc.Expression | None = None) -> pa.Table:
@@ -169,3 +181,19 @@ def lookup_latest(db: str | Path, cells: np.ndarray, partition_res: int) -> tupl
     ids = np.concatenate(found)
     order = np.argsort(ids, kind="stable")
     return ids[order], np.concatenate(vecs)[order]
+
+
+def embedding_chunks(table: pa.Table) -> list[np.ndarray]:
+    """The ``embedding`` column as (n_i, D) float32 matrices, one per Arrow chunk (no copy)."""
+    col = table.column(contract.EMBEDDING)
+    dim = col.type.list_size
+    return [
+        np.asarray(ch.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
+        for ch in col.chunks
+    ]
+
+
+def partition_overlaps(part: str, lo: int, hi: int, res: int) -> bool:
+    """Whether partition ``part`` (hex parent id) holds cells at ``res`` in the id range ``[lo, hi]``."""
+    plo, phi = h3grid.descendant_range(h3grid.parse_cell(part), res)
+    return plo <= hi and lo <= phi

@@ -18,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="bench_results", help="folder for the JSON reports")
     p.add_argument("--only", default=",".join(SUITES), help=f"comma list of: {', '.join(SUITES)}")
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run of a few minutes)")
+    p.add_argument("--data", default=None, help="sample-data folder (default $EARTHVEC_DATA or data/)")
 
 
 def _run(cmd: list[str]) -> int:
@@ -25,7 +26,7 @@ def _run(cmd: list[str]) -> int:
     return subprocess.call(cmd)
 
 
-def bench_build(out: Path) -> int:
+def bench_build(out: Path, data: Path) -> int:
     """Build throughput of the 369 EuroSAT chips with each registered model (fresh databases)."""
     import json
     import shutil
@@ -38,7 +39,8 @@ def bench_build(out: Path) -> int:
     for model in available_embedders():
         db = Path(tempfile.mkdtemp()) / "db"
         t = time.perf_counter()
-        report = build_db(db, ["data/eurosat_ms/tif/**/*.tif"], sensor="sentinel2-l1c-eurosat", model=model)
+        pattern = str(data / "eurosat_ms" / "tif" / "**" / "*.tif")
+        report = build_db(db, [pattern], sensor="sentinel2-l1c-eurosat", model=model)
         seconds = time.perf_counter() - t
         rows.append(
             {
@@ -58,6 +60,16 @@ def bench_build(out: Path) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen suites; returns non-zero if any failed."""
+    import importlib.util
+    import os
+
+    from embedder.datapath import DATA_ENV, data_dir, package_file
+
+    if importlib.util.find_spec("bench") is None:
+        print("earthvec bench: the bench package is not installed; run it from a checkout", file=sys.stderr)
+        return 2
+    data = data_dir(args.data).resolve()
+    os.environ[DATA_ENV] = str(data)  # the suites run as subprocesses and find the data through it
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     py = sys.executable
@@ -65,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     for suite in [s.strip() for s in args.only.split(",") if s.strip()]:
         print(f"\n=== {suite} ===", flush=True)
         if suite == "build":
-            rc = bench_build(out)
+            rc = bench_build(out, data)
         elif suite == "eval":
             draws = "5" if args.quick else "20"
             rc = _run(
@@ -83,13 +95,13 @@ def run(args: argparse.Namespace) -> int:
                 ]
             )
         elif suite == "global":
-            cmd = [py, "-m", "embedder.global_experiment", "--out", str(out / "global_experiment.json")]
-            cmd += ["--checkpoint", "earthvec-mm=data/models/earthvec-mm.pt"]
+            cmd = [py, "-m", "bench.global_experiment", "--out", str(out / "global_experiment.json")]
+            cmd += ["--checkpoint", f"earthvec-mm={package_file('embedder', 'weights', 'earthvec-mm.pt')}"]
             size = ["--cells", "3000", "--draws", "2"] if args.quick else ["--train-steps", "120"]
             rc = _run(cmd + size)
         elif suite == "search":
             rc = _run(
-                [py, "-m", "bench.run", "--out", str(out / "search.json")]
+                [py, "-m", "bench.run", "--out", str(out / "search.json"), "--data", str(data / "eurosat_ms")]
                 + (["--quick"] if args.quick else [])
             )
         else:

@@ -90,7 +90,7 @@ FAR_KM = 2000
 
 def build_global(root: Path, data: Path, model: str, res: int) -> Path:
     """Build the global multimodal database (Blue Marble, ETOPO, Koppen) with MODIS labels."""
-    from embedder.global_build import build_global_db
+    from embedder.globe.build import build_global_db
 
     db = root / "global"
     report = build_global_db(db, res=res, model=model, root=data / "global")
@@ -142,7 +142,7 @@ def show_global_label(db: Path, n_seeds: int) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from embedder.global_labels import labels_path
+    from embedder.globe.labels import labels_path
     from index.label import label_db
 
     labels = pq.read_table(labels_path(db)).to_pandas()

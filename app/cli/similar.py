@@ -182,8 +182,8 @@ def _coarse_to_fine(vi, query: dict, args: argparse.Namespace, flt):  # noqa: AN
     """Pyramid search: rank parents at ``--coarse``, then search inside the best ``--parents``."""
     import sys
 
+    from embedder.contract import level_path
     from embedder.errors import QueryError
-    from index.layout import level_path
     from index.pyramid import build_pyramid, similar_coarse_to_fine
     from index.search import query_for
 

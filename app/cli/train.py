@@ -6,7 +6,7 @@ import argparse
 
 HELP = "Fit earthvec-tex (default) or train the earthvec-mm network, and write the model file."
 
-DEFAULT_OUT = "data/models/earthvec-mm.pt"
+DEFAULT_OUT = "embedder/weights/earthvec-mm.pt"
 ABLATION_DIR = "data/models/ablations"
 
 

@@ -14,25 +14,24 @@ import rasterio
 from rasterio.transform import from_origin
 
 from embedder import contract
-from embedder.h3grid import cell_wkb
+from embedder.h3grid import cell_geojson, cells_wkb
 
 NODATA_CLASS = 0
 MAX_RASTER_PX = 4096
 
 
-def _polygon(cell: int) -> list[list[list[float]]]:
-    ring = [[lng, lat] for lat, lng in h3i.cell_to_boundary(int(cell))]
-    return [[*ring, ring[0]]]
-
-
 def geojson(cells: np.ndarray, properties: Mapping[str, Sequence[object]]) -> bytes:
-    """A FeatureCollection of cell polygons (lon/lat) with ``h3`` and the given properties."""
+    """A FeatureCollection of cell polygons (lon/lat) with ``h3`` and the given properties.
+
+    Longitudes are unwrapped (:func:`embedder.h3grid.cell_geojson`): a cell on the
+    antimeridian is one small polygon, not a band around the globe.
+    """
     feats = []
     for i, c in enumerate(cells):
         props: dict[str, object] = {"h3": format(int(c), "x")}
         props.update({k: v[i] for k, v in properties.items()})
         feats.append(
-            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": _polygon(int(c))},
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": cell_geojson(int(c))},
              "properties": props}
         )
     return json.dumps({"type": "FeatureCollection", "features": feats}).encode()
@@ -47,12 +46,12 @@ def geoparquet(cells: np.ndarray, columns: Mapping[str, pa.Array | np.ndarray | 
             contract.H3: pa.array(cells, type=pa.uint64()),
             contract.LAT: centres[:, 0],
             contract.LON: centres[:, 1],
-            contract.GEOMETRY: pa.array([cell_wkb(int(c)) for c in cells], type=pa.binary()),
+            contract.GEOMETRY: pa.array(cells_wkb(cells), type=pa.binary()),
             **{k: v if isinstance(v, pa.Array) else pa.array(list(v) if not isinstance(v, np.ndarray) else v)
                for k, v in columns.items()},
         }
     )
-    table = table.replace_schema_metadata({contract.GEO_KEY: json.dumps(contract.geo_metadata())})
+    table = contract.to_geoparquet(table)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()

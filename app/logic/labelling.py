@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from app.logic.predict import Prediction, predict_rows, suggest_next
+from app.logic.rows import Rows
 from embedder.errors import SeedError
-from index.explore_support import Prediction, Rows, learning_curve, predict_rows, suggest_next
-from index.label import BLOCK_RES_OFFSET, CVResult, spatial_cv
+from index.cv import BLOCK_RES_OFFSET, CVResult, learning_curve, spatial_cv
 from index.seeds import LABEL, read_seeds, seed_cells
 
 

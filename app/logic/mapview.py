@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import pydeck as pdk
 
-from index.explore_support import Rows, parent_ids
+from app.logic.rows import Rows
+from embedder.h3grid import cell_parents
 
 CELLS = "cells"
 POINTS = "points"
@@ -82,7 +83,7 @@ def count_parents(sorted_cells: np.ndarray, res: int) -> int:
     """Distinct parents at ``res`` of cells sorted by id (parents keep the order: O(n))."""
     if len(sorted_cells) == 0:
         return 0
-    return int(np.count_nonzero(np.diff(parent_ids(sorted_cells, res)))) + 1
+    return int(np.count_nonzero(np.diff(cell_parents(sorted_cells, res)))) + 1
 
 
 def parent_resolution(cells: np.ndarray, base_res: int, max_cells: int | None = None) -> int:
@@ -101,7 +102,7 @@ def parent_resolution(cells: np.ndarray, base_res: int, max_cells: int | None = 
 def parents_frame(rows: Rows, idx: np.ndarray, colours: np.ndarray, res: int) -> pd.DataFrame:
     """Rows ``idx`` aggregated to parents at ``res``: mean colour, count, mean valid fraction."""
     idx = np.asarray(idx, dtype=np.int64)
-    par = parent_ids(rows.h3[idx], res)
+    par = cell_parents(rows.h3[idx], res)
     order = np.argsort(par, kind="stable") if not bool(np.all(par[1:] >= par[:-1])) else None
     if order is not None:
         par, idx, colours = par[order], idx[order], np.asarray(colours)[order]

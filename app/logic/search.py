@@ -2,7 +2,7 @@
 
 The ranking comes from :func:`index.search.similar` over the database's FAISS index (the
 same code path as ``earthvec similar``). Without an index (it could not be opened) the
-explorer falls back to the exact numpy ranking of :func:`index.explore_support.exact_top_k`.
+explorer falls back to the exact numpy ranking of :func:`app.logic.exact.exact_top_k`.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pandas as pd
 
+from app.logic.exact import exact_top_k
+from app.logic.rows import Rows, filter_mask
 from embedder.h3grid import check_latlon, parse_cell
-from index.explore_support import Rows, exact_top_k, filter_mask, latest_rows, query_vector
 from index.filters import Filter
-from index.search import NEG_WEIGHT, similar
+from index.search import NEG_WEIGHT, example_query, similar
 from index.store import VectorIndex
+from index.vectors import latest_positions
 
 
 @dataclass
@@ -47,7 +49,7 @@ def candidate_rows(rows: Rows, mask: np.ndarray | None) -> np.ndarray:
     if mask is None or mask.all():
         return rows.latest
     idx = np.flatnonzero(mask)
-    return idx[latest_rows(rows.h3[idx], rows.time_us[idx])]
+    return idx[latest_positions(rows.h3[idx], rows.time_us[idx])]
 
 
 def _rows_of_hits(rows: Rows, df: pd.DataFrame) -> np.ndarray:
@@ -88,7 +90,7 @@ def search(
     """
     pos = [rows.row_of_cell(parse_cell(c)) for c in positives]
     neg = [rows.row_of_cell(parse_cell(c)) for c in negatives or []]
-    q = query_vector(rows.vectors, pos, neg, NEG_WEIGHT)
+    q = example_query(rows.vectors, pos, neg, NEG_WEIGHT, hint="click a cell on the map")
     if index is not None:
         df = similar(index, positives=list(positives), negatives=list(negatives or []), k=k, flt=flt)
         return SearchResult(

@@ -10,9 +10,9 @@ import streamlit as st
 
 from app import state
 from app.logic import mapview
+from app.logic.change import change_table
 from app.logic.colour import ramp
 from app.logic.thumbnails import true_colour
-from index.explore_support import change_table
 
 MAP_KEY = "change_map"
 

@@ -12,11 +12,11 @@ from app import state
 from app.logic import mapview
 from app.logic.colour import ramp
 from app.logic.labelling import class_colouring
+from app.logic.rows import NO_TIME, filter_mask
 from app.logic.search import candidate_rows, cell_at_point, results_frame, search, similarity_to
 from app.logic.thumbnails import true_colour
 from embedder.errors import EarthvecError, QueryError
 from embedder.h3grid import parse_cell
-from index.explore_support import NO_TIME, filter_mask
 from index.filters import Filter
 
 MAP_KEY = "map"

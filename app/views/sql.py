@@ -9,8 +9,8 @@ import streamlit as st
 from app import state
 from app.logic import mapview
 from app.logic.colour import ramp
+from app.logic.console import SQL_TIME_LIMIT_S, run_console_query
 from embedder.errors import EarthvecError
-from index.explore_support import SQL_TIME_LIMIT_S, run_console_query
 
 ROW_LIMIT = 10_000
 CON_KEY = "sql_connection"

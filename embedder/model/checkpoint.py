@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from embedder.contract import atomic_write_bytes
+from embedder.datapath import data_dir, package_file
 from embedder.errors import InputNotFoundError, ModelMismatchError
 from embedder.model.config import ModelConfig, model_config_from, to_dict
 from embedder.model.net import MultimodalNet
-from embedder.registry import config_hash
+from embedder.vectors import config_hash
 
 FORMAT = "earthvec-mm/2"
 CHECKPOINT_NAME = "earthvec-mm.pt"
@@ -28,13 +29,17 @@ ENV_WEIGHTS = "EARTHVEC_MM_WEIGHTS"
 
 
 def candidate_paths() -> list[Path]:
-    """Where the default checkpoint is looked for, in order."""
-    here = Path(__file__).resolve()
+    """Where the default checkpoint is looked for, in order.
+
+    ``$EARTHVEC_MM_WEIGHTS``, the copy shipped inside the package
+    (``embedder/weights/earthvec-mm.pt``, package data, so an installed wheel has it), then
+    ``models/`` in the data folder (:func:`embedder.datapath.data_dir`).
+    """
     out = []
     if os.environ.get(ENV_WEIGHTS):
         out.append(Path(os.environ[ENV_WEIGHTS]))
-    out.append(here.parents[1] / "weights" / CHECKPOINT_NAME)
-    out.append(here.parents[2] / "data" / "models" / CHECKPOINT_NAME)
+    out.append(Path(str(package_file("embedder", "weights", CHECKPOINT_NAME))))
+    out.append(data_dir(must_exist=False) / "models" / CHECKPOINT_NAME)
     return out
 
 
@@ -50,7 +55,7 @@ def default_checkpoint() -> Path:
             return p
     raise InputNotFoundError(
         f"no earthvec-mm checkpoint found (looked at {', '.join(map(str, paths))}); "
-        f"run `earthvec train --out data/models/{CHECKPOINT_NAME}` or set {ENV_WEIGHTS}"
+        f"run `earthvec train --out embedder/weights/{CHECKPOINT_NAME}` or set {ENV_WEIGHTS}"
     )
 
 

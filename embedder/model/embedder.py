@@ -12,7 +12,7 @@ from embedder.batch import ChipBatch
 from embedder.model.checkpoint import Checkpoint, load_checkpoint
 from embedder.model.config import to_dict
 from embedder.model.prep import to_inputs
-from embedder.registry import l2_normalise
+from embedder.vectors import l2_normalise
 
 NAME = "earthvec-mm"
 

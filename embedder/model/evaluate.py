@@ -152,7 +152,7 @@ def unlabelled_batches(root: str | Path | None = None, n: int = 512, seed: int =
 
     Multimodal sources also appear once per modality alone (the same chips).
     """
-    from embedder.global_layers import training_chip_batch
+    from embedder.globe.layers import training_chip_batch
 
     root = sources.data_root(root)
     rng = np.random.default_rng(seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embedder.registry import Embedder, register
+from embedder.interface import Embedder, register
 
 
 @register("earthvec-mm")

@@ -83,7 +83,7 @@ def load_global_chips(root: Path, n: int, seed: int) -> ChipBatch | None:
 
     Modalities: Blue Marble optical (R, G, B), ETOPO elevation, Koppen climate.
     """
-    from embedder.global_layers import training_chip_batch
+    from embedder.globe.layers import training_chip_batch
 
     try:
         return training_chip_batch(root, n=n, seed=seed)

@@ -78,7 +78,7 @@ def default_config() -> dict[str, Any]:
 
 def fit_sources(root: str | Path | None, fit: dict[str, Any]) -> dict[str, ChipBatch]:
     """The unlabelled fitting chips by source; EuroSAT chips of the region hold-out are left out."""
-    from embedder.global_layers import training_chip_batch
+    from embedder.globe.layers import training_chip_batch
 
     root = sources.data_root(root)
     rng = np.random.default_rng(int(fit["seed"]))

@@ -94,7 +94,7 @@ def test_click_a_cell_on_the_map_fills_the_similar_places_table(server: tuple[st
     from playwright.sync_api import sync_playwright
 
     from app.logic.mapview import fit_view
-    from index.explore_support import load_rows
+    from app.logic.rows import load_rows
 
     url, db = server
     rows = load_rows(db)

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from index.explore_support import change_table, load_rows
+from app.logic.change import change_table
+from app.logic.rows import load_rows
 from tests.app.conftest import click_map, deck, layer, open_app
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from index.explore_support import load_rows
+from app.logic.rows import load_rows
 from tests.app.conftest import click_map, deck, layer, open_app
 
 
 @pytest.fixture(scope="module")
 def global_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embedder.global_build import build_global_db
+    from embedder.globe.build import build_global_db
 
     db = tmp_path_factory.mktemp("global") / "db"
     build_global_db(db, res=3, limit=2000, progress=False)

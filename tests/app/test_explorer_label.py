@@ -8,8 +8,8 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pandas as pd
 
-from index.explore_support import load_rows
-from index.label import knn_vote
+from app.logic.rows import load_rows
+from index.vote import knn_vote
 from tests.app.conftest import click_map, deck, layer, open_app
 
 ROOT = Path(__file__).resolve().parents[2]

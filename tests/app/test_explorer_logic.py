@@ -16,19 +16,16 @@ import rasterio
 
 from app.logic import export
 from app.logic.colour import pca_rgb, ramp
+from app.logic.console import run_console_query
+from app.logic.exact import exact_top_k
 from app.logic.mapview import fit_view
+from app.logic.predict import predict_rows, suggest_next
+from app.logic.rows import load_rows
 from app.logic.thumbnails import rgb_bands, true_colour
 from embedder.errors import QueryError, SeedError
+from embedder.h3grid import cell_parents as parent_ids
 from embedder.sensors import get_sensor
-from index.explore_support import (
-    exact_top_k,
-    learning_curve,
-    load_rows,
-    parent_ids,
-    predict_rows,
-    run_console_query,
-    suggest_next,
-)
+from index.cv import learning_curve
 from index.sql import connect
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from index.explore_support import exact_top_k, load_rows, query_vector
+from app.logic.exact import exact_top_k
+from app.logic.rows import load_rows
+from index.search import example_query as query_vector
 from index.search import similar
 from tests.app.conftest import click_map, deck, layer, open_app
 

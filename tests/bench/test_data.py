@@ -8,8 +8,9 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pytest
 
-from bench.data import CELL_RES, PARENT_RES, TiledSet, cells_wkb, load_real_vectors
+from bench.data import CELL_RES, PARENT_RES, TiledSet, load_real_vectors
 from embedder import h3grid
+from embedder.h3grid import cells_wkb
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -43,3 +43,38 @@ def test_wkb_polygon_contains_centre_even_across_antimeridian():
         assert poly.is_valid
         assert any(poly.contains(shapely.Point(clon + d, clat)) for d in (0, 360, -360))
         assert poly.area < 1.0  # never a band around the globe
+
+
+def test_geojson_polygon_unwraps_at_the_antimeridian():
+    import json
+
+    from app.logic.export import geojson
+    from embedder.h3grid import cell_geojson
+
+    cell = h3i.latlng_to_cell(0.0, 179.99, 3)
+    raw = [lng for _, lng in h3i.cell_to_boundary(cell)]
+    assert max(raw) - min(raw) > 300  # h3 gives vertices on both sides of +-180
+    feature = json.loads(geojson(np.array([cell], dtype=np.uint64), {}))["features"][0]
+    ring = feature["geometry"]["coordinates"]
+    assert ring == cell_geojson(cell)
+    lons = [p[0] for p in ring[0]]
+    assert max(lons) - min(lons) < 5.0 and ring[0][0] == ring[0][-1]
+    poly = shapely.Polygon(ring[0])
+    assert poly.is_valid and poly.area < 5.0
+    lat, lon = h3i.cell_to_latlng(cell)
+    lon = lon + 360.0 if lon < min(lons) else lon - 360.0 if lon > max(lons) else lon
+    assert poly.contains(shapely.Point(lon, lat))
+
+
+def test_cell_parents_match_h3_and_check_resolutions():
+    from embedder.h3grid import cell_parents
+
+    rng = np.random.default_rng(1)
+    pts = zip(rng.uniform(-80, 80, 200), rng.uniform(-180, 180, 200), strict=True)
+    cells = np.array([h3i.latlng_to_cell(float(a), float(b), 7) for a, b in pts], dtype=np.uint64)
+    for res in range(8):
+        assert cell_parents(cells, res).tolist() == [h3i.cell_to_parent(int(c), res) for c in cells]
+    with pytest.raises(QueryError):
+        cell_parents(cells, 8)
+    with pytest.raises(QueryError):
+        cell_parents(cells, -1)

@@ -11,8 +11,8 @@ import rasterio
 
 from app.cli.main import main as cli
 from embedder.errors import InputNotFoundError, RasterError
-from embedder.global_build import build_global_db
-from embedder.global_labels import labels_path
+from embedder.globe.build import build_global_db
+from embedder.globe.labels import labels_path
 from index.export import NODATA, prediction_geotiff, read_classes
 from index.label import label_db
 

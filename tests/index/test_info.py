@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from embedder import contract
+from embedder.contract import SIDECAR_NAME, index_dir
 from index.info import db_info
-from index.sidecar import SIDECAR_NAME, index_dir
 from index.store import open_index
 from tests.index.index_helpers import table_of, write_db
 

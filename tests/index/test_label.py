@@ -12,9 +12,11 @@ import pytest
 
 from embedder import contract, h3grid
 from embedder.errors import SeedError
+from index.cv import block_folds, spatial_cv
 from index.filters import Filter
-from index.label import CONFIDENCE, LABELS_META_KEY, block_folds, knn_vote, label_db, spatial_cv
+from index.label import CONFIDENCE, LABELS_META_KEY, label_db
 from index.seeds import LABEL
+from index.vote import knn_vote
 
 
 @pytest.fixture()
@@ -91,6 +93,7 @@ def test_label_db_writes_geoparquet_map(
         contract.LAT,
         contract.LON,
         contract.GEOMETRY,
+        contract.BBOX,
         LABEL,
         CONFIDENCE,
     ]
@@ -232,7 +235,7 @@ def test_label_map_equals_numpy_oracle(db: Path, tmp_path: Path, eurosat_labels:
 
 
 def test_seed_voter_blocks_and_chunks_agree(eurosat_labels: pd.DataFrame) -> None:
-    from index.label import SeedVoter, vote
+    from index.vote import SeedVoter, vote
 
     vecs = np.stack(eurosat_labels["vec"].to_numpy())
     classes, y = np.unique(eurosat_labels["label"], return_inverse=True)

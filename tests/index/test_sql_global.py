@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedder import contract
-from embedder.global_build import build_global_db
-from embedder.global_labels import koppen_path, labels_path
+from embedder.globe.build import build_global_db
+from embedder.globe.labels import koppen_path, labels_path
 from index.sql import EXAMPLES, connect, run_query
 
 ROOT = Path(__file__).resolve().parents[2] / "data" / "global"

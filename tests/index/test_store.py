@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from embedder import contract, h3grid
+from embedder.contract import SIDECAR_NAME, Sidecar, index_dir
 from embedder.errors import IndexMismatchError, ModelMismatchError
-from index.sidecar import SIDECAR_NAME, Sidecar, index_dir
 from index.store import build_index, index_state, open_index
 from index.vectors import partition_files
 from tests.index.index_helpers import table_of, write_db

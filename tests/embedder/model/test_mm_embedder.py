@@ -100,7 +100,7 @@ def test_unknown_non_optical_band_is_refused(mm, ben_crops) -> None:
 
 
 def test_global_chips_embed(mm) -> None:
-    from embedder.global_layers import GlobalLayers
+    from embedder.globe.layers import GlobalLayers
 
     batch = GlobalLayers().chips(np.array([48.1, -3.1, 64.0]), np.array([11.6, -60.0, 20.0]))
     x = mm.embed(batch)

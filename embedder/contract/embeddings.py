@@ -1,25 +1,15 @@
-"""The earthvec Parquet contract: columns, dtypes, metadata keys and the DB layout.
+"""The embeddings table: its schema, the ``earthvec`` metadata block, validation and reading.
 
-Every other module imports names from here instead of spelling column names itself.
-
-A database (``DB``) is a folder::
-
-    DB/embeddings/h3_parent=<hex cell>/part-<key>.parquet   one file per built shard
-    DB/index/                                               FAISS index + sidecar (index layer)
-    DB/labels/, DB/predictions/                             seeds and kNN maps (index layer)
-
-Each Parquet file carries two schema-metadata blocks: ``earthvec`` (JSON, see
-:class:`DatasetMeta`) and ``geo`` (GeoParquet 1.1, so GeoPandas and QGIS open the files).
-Rows are one chip each, keyed by ``(h3, datetime)``.
+Each embeddings file carries two schema-metadata blocks: ``earthvec`` (JSON, see
+:class:`DatasetMeta`) and ``geo`` (GeoParquet 1.1 with a ``bbox`` covering column, so
+GeoPandas and QGIS open the files). Rows are one chip each, keyed by ``(h3, datetime)``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,31 +18,27 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from embedder.errors import InputNotFoundError, ModelMismatchError, SchemaError
-
-SCHEMA_VERSION = "1.0"
-META_KEY = b"earthvec"
-GEO_KEY = b"geo"
-
-# column names
-H3 = "h3"
-LAT = "lat"
-LON = "lon"
-GEOMETRY = "geometry"
-DATETIME = "datetime"
-SOURCE = "source"
-MODALITIES = "modalities"
-SENSORS = "sensors"
-VALID_FRACTION = "valid_fraction"
-MODEL = "model"
-EMBEDDING = "embedding"
-PARTITION = "h3_parent"
-
-EMBEDDINGS_DIR = "embeddings"
-INDEX_DIR = "index"
-LABELS_DIR = "labels"
-PREDICTIONS_DIR = "predictions"
-BUILD_STATE = "build.json"
+from embedder.contract.columns import (
+    BBOX,
+    DATETIME,
+    EMBEDDING,
+    GEO_KEY,
+    GEOMETRY,
+    H3,
+    LAT,
+    LON,
+    META_KEY,
+    MODALITIES,
+    MODEL,
+    PARTITION,
+    SCHEMA_VERSION,
+    SENSORS,
+    SOURCE,
+    VALID_FRACTION,
+)
+from embedder.contract.geo import bbox_array, geo_metadata, with_bbox_field
+from embedder.contract.layout import embedding_files, embeddings_dir
+from embedder.errors import ModelMismatchError, SchemaError
 
 
 def arrow_schema(dim: int, meta: DatasetMeta | None = None) -> pa.Schema:
@@ -70,29 +56,13 @@ def arrow_schema(dim: int, meta: DatasetMeta | None = None) -> pa.Schema:
         pa.field(MODEL, pa.string(), nullable=False),
         pa.field(EMBEDDING, pa.list_(pa.float32(), dim), nullable=False),
     ]
-    schema = pa.schema(fields)
+    schema = pa.schema(with_bbox_field(fields))
     if meta is not None:
         schema = schema.with_metadata(meta.to_metadata())
     return schema
 
 
 REQUIRED_COLUMNS = tuple(arrow_schema(1).names)
-
-
-def geo_metadata() -> dict[str, Any]:
-    """GeoParquet 1.1 metadata for the ``geometry`` column (WKB polygons, OGC:CRS84)."""
-    return {
-        "version": "1.1.0",
-        "primary_column": GEOMETRY,
-        "columns": {
-            GEOMETRY: {
-                "encoding": "WKB",
-                "geometry_types": ["Polygon"],
-                "orientation": "counterclockwise",
-                "edges": "planar",
-            }
-        },
-    }
 
 
 @dataclass
@@ -196,6 +166,7 @@ def make_table(
         LAT: pa.array(np.asarray(lat, dtype=np.float64)),
         LON: pa.array(np.asarray(lon, dtype=np.float64)),
         GEOMETRY: pa.array(geometry, type=pa.binary()),
+        BBOX: bbox_array(geometry),
         DATETIME: pa.array(datetime_, type=pa.timestamp("us", tz="UTC")),
         SOURCE: pa.array(source, type=pa.list_(pa.string())),
         MODALITIES: pa.array(modalities, type=pa.list_(pa.string())),
@@ -208,75 +179,6 @@ def make_table(
         if len(arr) != n:
             raise SchemaError(f"column {name!r} has {len(arr)} values for {n} rows")
     return pa.Table.from_pydict(cols, schema=arrow_schema(meta.dim, meta))
-
-
-def embeddings_dir(db: str | Path) -> Path:
-    """Folder of the hive-partitioned embeddings."""
-    return Path(db) / EMBEDDINGS_DIR
-
-
-def shard_path(db: str | Path, parent_hex: str, key: str) -> Path:
-    """Path of the file holding one shard (one H3 parent) of one build."""
-    return embeddings_dir(db) / f"{PARTITION}={parent_hex}" / f"part-{key}.parquet"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file atomically (temp file + ``os.replace``): never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def embedding_files(db: str | Path) -> list[Path]:
-    """All embeddings files of a database, sorted.
-
-    Raises:
-        InputNotFoundError: when ``db`` holds no embeddings.
-    """
-    root = embeddings_dir(db)
-    files = sorted(p for p in root.glob(f"{PARTITION}=*/*.parquet") if not p.name.startswith("."))
-    if not files:
-        raise InputNotFoundError(
-            f"no embeddings under {root}; build the database first: earthvec build {db} --source ..."
-        )
-    return files
-
-
-def find_databases(root: str | Path) -> list[Path]:
-    """``root`` itself when it is a database, else the databases directly inside it, sorted.
-
-    ``earthvec demo`` writes a folder of databases (``demo_db/eurosat``, ``demo_db/global``);
-    the explorer offers each of them.
-
-    Raises:
-        InputNotFoundError: when neither ``root`` nor a folder inside it holds embeddings.
-    """
-    root = Path(root)
-    if embeddings_dir(root).is_dir():
-        return [root]
-    inside = root.glob("*") if root.is_dir() else iter(())
-    found = sorted(p for p in inside if p.is_dir() and embeddings_dir(p).is_dir())
-    if not found:
-        raise InputNotFoundError(
-            f"{root} is not an earthvec database (no {EMBEDDINGS_DIR}/ in it or in a folder inside it); "
-            f"build the database first: earthvec build {root} --source ..."
-        )
-    return found
 
 
 def read_meta(db: str | Path) -> DatasetMeta:
@@ -352,8 +254,3 @@ def embeddings_matrix(table: pa.Table) -> np.ndarray:
     col = table.column(EMBEDDING).combine_chunks()
     dim = col.type.list_size
     return np.asarray(col.flatten().to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, dim)
-
-
-def utcnow() -> str:
-    """The current UTC time as ISO text (for build records)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -11,17 +11,17 @@ import pytest
 from scipy.ndimage import map_coordinates
 
 from embedder.errors import InputNotFoundError
-from embedder.global_cells import cell_chips, centres, children_block, iter_blocks, land_block
-from embedder.global_grid import ChipGrid
-from embedder.global_labels import igbp_classes, labels_table, majority_labels
-from embedder.global_layers import (
+from embedder.globe.cells import cell_chips, centres, children_block, iter_blocks, land_block
+from embedder.globe.grid import ChipGrid
+from embedder.globe.labels import igbp_classes, labels_table, majority_labels
+from embedder.globe.layers import (
     GlobalLayers,
     default_global_dir,
     random_land_points,
     training_chip_batch,
 )
 
-ROOT = Path(__file__).resolve().parents[2] / "data" / "global"
+ROOT = Path(__file__).resolve().parents[3] / "data" / "global"
 
 SAHARA = (23.0, 10.0)
 EVEREST = (27.99, 86.93)

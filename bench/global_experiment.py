@@ -13,7 +13,7 @@ blocked cross-validation (H3 blocks: nearby cells never straddle seeds and queri
 
 Run it::
 
-    python -m embedder.global_experiment --cells 15000 --train-steps 300 --out global_exp.json
+    python -m bench.global_experiment --cells 15000 --train-steps 300 --out global_exp.json
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ import numpy as np
 
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
-from embedder.global_labels import igbp_classes, majority_labels
-from embedder.global_layers import GlobalLayers, random_land_points
+from embedder.globe.labels import igbp_classes, majority_labels
+from embedder.globe.layers import GlobalLayers, random_land_points
 from embedder.model.probes import knn_predict, spatial_folds
 from embedder.registry import Embedder, get_embedder, model_id
+from index.cv import curve_predictions
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "all": ("optical", "elevation", "climate"),
@@ -101,26 +102,19 @@ def learning_curve(
     x: np.ndarray, y: np.ndarray, folds: np.ndarray, cfg: ExperimentConfig
 ) -> dict[int, dict[str, float]]:
     """Accuracy and macro-F1 of kNN (mean over folds and draws) per number of seeds."""
-    rng = np.random.default_rng(cfg.seed)
+
+    def predict(pick: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return knn_predict(x[pick], y[pick], x[test], min(cfg.k, len(pick)))
+
     out: dict[int, dict[str, float]] = {}
-    smallest_pool = min(int(np.sum(folds != f)) for f in np.unique(folds))
-    for n in (s for s in cfg.seeds if s <= smallest_pool):  # never report a capped draw
-        accs, f1s, baccs = [], [], []
-        for _ in range(cfg.draws):
-            pred = np.empty_like(y)
-            for f in np.unique(folds):
-                test = folds == f
-                pool = np.flatnonzero(~test)
-                pick = rng.choice(pool, size=min(n, len(pool)), replace=False)
-                pred[test] = knn_predict(x[pick], y[pick], x[test], min(cfg.k, len(pick)))
-            accs.append(float((pred == y).mean()))
-            f1s.append(macro_f1(y, pred))
-            baccs.append(balanced_accuracy(y, pred))
+    rng = np.random.default_rng(cfg.seed)
+    for n, preds in curve_predictions(folds, list(cfg.seeds), cfg.draws, rng, predict):
+        accs = [float((p == y).mean()) for p in preds]
         out[n] = {
             "acc": float(np.mean(accs)),
             "acc_std": float(np.std(accs)),
-            "balanced_acc": float(np.mean(baccs)),
-            "f1": float(np.mean(f1s)),
+            "balanced_acc": float(np.mean([balanced_accuracy(y, p) for p in preds])),
+            "f1": float(np.mean([macro_f1(y, p) for p in preds])),
         }
     return out
 
@@ -164,7 +158,7 @@ def embed_variants(emb: Embedder, chips: ChipBatch, variants: list[str]) -> dict
 def _global_training_modalities(modalities: tuple[str, ...]) -> Iterator[None]:
     """Make the trainer's global source yield chips of ``modalities`` only."""
     import embedder.model.train as trainer
-    from embedder.global_layers import training_chip_batch
+    from embedder.globe.layers import training_chip_batch
 
     original = trainer.load_global_chips
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from embedder.batch import ChipBatch
 from embedder.errors import QueryError
-from embedder.global_layers import METRES_PER_DEGREE, GlobalLayers
+from embedder.globe.layers import METRES_PER_DEGREE, GlobalLayers
 
 MAX_RES = 15
 

@@ -17,17 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from embedder import contract
+from embedder.contract.io import atomic_write_bytes
+from embedder.contract.layout import SIDECAR_NAME, embedding_files, embeddings_dir, index_dir
 from embedder.errors import IndexMismatchError
 
-SIDECAR_NAME = "index.json"
 SIDECAR_VERSION = 1
 TAIL_BYTES = 64 * 1024
-
-
-def index_dir(db: str | Path) -> Path:
-    """Folder holding the index files of a database."""
-    return Path(db) / contract.INDEX_DIR
 
 
 def file_signature(path: Path) -> str:
@@ -41,8 +36,8 @@ def file_signature(path: Path) -> str:
 
 def file_signatures(db: str | Path) -> dict[str, str]:
     """``relative path -> signature`` for every embeddings file of ``db``."""
-    root = contract.embeddings_dir(db)
-    return {f.relative_to(root).as_posix(): file_signature(f) for f in contract.embedding_files(db)}
+    root = embeddings_dir(db)
+    return {f.relative_to(root).as_posix(): file_signature(f) for f in embedding_files(db)}
 
 
 def fingerprint(signatures: dict[str, str]) -> str:
@@ -113,4 +108,4 @@ class Sidecar:
 
     def save(self, db: str | Path) -> None:
         """Write the sidecar atomically."""
-        contract.atomic_write_bytes(index_dir(db) / SIDECAR_NAME, self.to_json())
+        atomic_write_bytes(index_dir(db) / SIDECAR_NAME, self.to_json())

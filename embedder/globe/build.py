@@ -9,7 +9,7 @@ interrupted build resumes. MODIS IGBP labels of every cell go to
 ``DB/labels/modis_igbp.parquet`` (a label source only, never an embedder input), and the
 majority Koppen climate zone of every cell to ``DB/labels/koppen.parquet``::
 
-    from embedder.global_build import build_global_db
+    from embedder.globe.build import build_global_db
     report = build_global_db("demo_db", res=4)          # ~94k land cells, well under a minute
 """
 
@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from embedder import contract
 from embedder.batch import ChipBatch, valid_fraction
 from embedder.build import PARTITION_OFFSET, BuildReport
-from embedder.global_cells import CellBlock, check_res, iter_blocks
-from embedder.global_labels import (
+from embedder.globe.cells import CellBlock, check_res, iter_blocks
+from embedder.globe.labels import (
     koppen_classes,
     koppen_path,
     labels_path,
@@ -39,9 +39,8 @@ from embedder.global_labels import (
     majority_koppen,
     majority_labels,
 )
-from embedder.global_layers import GlobalLayers, input_layers
-from embedder.global_wkb import cells_wkb
-from embedder.h3grid import cell_to_str
+from embedder.globe.layers import GlobalLayers, input_layers
+from embedder.h3grid import cell_to_str, cells_wkb
 from embedder.registry import DEFAULT_MODEL, Embedder, config_hash, get_embedder, model_id
 
 KEY_PREFIX = "global-"

@@ -1,16 +1,16 @@
 """Whole-Earth layers (Blue Marble, ETOPO, Koppen, MODIS IGBP, GLOBE land mask) as chip sources.
 
-The layer files and their roles are data in ``global_layers.json`` beside this module; the
+The layer files and their roles are data in ``layers.json`` beside this module; the
 sensor facts of the input layers (bands, wavelengths, scaling) are presets in ``sensors.json``
 (``bluemarble``, ``etopo``, ``koppen``). :class:`GlobalLayers` loads each layer once, lazily,
-into a :class:`~embedder.global_grid.LatLonRaster` and cuts aligned multimodal chips for any
+into a :class:`~embedder.globe.grid.LatLonRaster` and cuts aligned multimodal chips for any
 set of points (H3 cell centres) in one vectorised gather per layer::
 
     layers = GlobalLayers()                      # data/global under the repo root
     batch = layers.chips(lat, lon)               # ChipBatch: optical, elevation, climate
     land = layers.is_land(lat, lon, ring_deg=0.08)
 
-The MODIS land cover is a label layer only (see :mod:`embedder.global_labels`): it is never
+The MODIS land cover is a label layer only (see :mod:`embedder.globe.labels`): it is never
 part of a chip.
 """
 
@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from embedder.batch import ChipBatch, ModalityBatch
+from embedder.datapath import data_dir
 from embedder.errors import InputNotFoundError, RasterError
-from embedder.global_grid import NEAREST, ChipGrid, LatLonRaster, block_reduce_sum
+from embedder.globe.grid import NEAREST, ChipGrid, LatLonRaster, block_reduce_sum
 from embedder.sensors import Sensor, get_sensor
 
 GLOBAL_DIR_ENV = "EARTHVEC_GLOBAL_DATA"
@@ -41,20 +42,20 @@ INPUT, LABEL, MASK = "input", "label", "mask"
 
 
 def repo_root() -> Path:
-    """The repository (or installed tree) root that holds ``data/``."""
-    return Path(__file__).resolve().parents[1]
+    """The folder holding the data folder (relative layer paths in ``sources`` start there)."""
+    return data_dir(must_exist=False).resolve().parent
 
 
 def default_global_dir() -> Path:
-    """``$EARTHVEC_GLOBAL_DATA`` when set, else ``data/global`` under the repository root."""
+    """``$EARTHVEC_GLOBAL_DATA`` when set, else ``global/`` in the data folder (:func:`data_dir`)."""
     env = os.environ.get(GLOBAL_DIR_ENV)
-    return Path(env) if env else repo_root() / DEFAULT_GLOBAL_DIR
+    return Path(env) if env else data_dir(must_exist=False) / DEFAULT_GLOBAL_DIR.name
 
 
 @lru_cache(maxsize=1)
 def layer_table() -> dict[str, dict[str, Any]]:
-    """The layer specs of ``global_layers.json`` keyed by layer name (``_`` keys dropped)."""
-    text = resources.files("embedder").joinpath("global_layers.json").read_text()
+    """The layer specs of ``layers.json`` keyed by layer name (``_`` keys dropped)."""
+    text = resources.files("embedder.globe").joinpath("layers.json").read_text()
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 

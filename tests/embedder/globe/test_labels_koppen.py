@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from embedder import contract
-from embedder.global_build import build_global_db
-from embedder.global_labels import koppen_classes, koppen_path, majority_koppen
-from embedder.global_layers import GlobalLayers
+from embedder.globe.build import build_global_db
+from embedder.globe.labels import koppen_classes, koppen_path, majority_koppen
+from embedder.globe.layers import GlobalLayers
 
-ROOT = Path(__file__).resolve().parents[2] / "data" / "global"
+ROOT = Path(__file__).resolve().parents[3] / "data" / "global"
 LIMIT = 300
 
 

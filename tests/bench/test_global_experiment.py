@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score
 
-from embedder.global_experiment import (
+from bench.global_experiment import (
     ExperimentConfig,
     balanced_accuracy,
     format_table,
@@ -17,7 +17,7 @@ from embedder.global_experiment import (
     majority_baseline,
     run_experiment,
 )
-from embedder.global_layers import GlobalLayers
+from embedder.globe.layers import GlobalLayers
 from embedder.registry import get_embedder
 
 ROOT = Path(__file__).resolve().parents[2] / "data" / "global"

@@ -11,15 +11,14 @@ import pytest
 
 from embedder import contract
 from embedder.errors import ModelMismatchError, QueryError
-from embedder.global_build import build_global_db
-from embedder.global_cells import centres
-from embedder.global_labels import labels_path
-from embedder.global_layers import GlobalLayers
-from embedder.global_wkb import cells_wkb
-from embedder.h3grid import cell_wkb
+from embedder.globe.build import build_global_db
+from embedder.globe.cells import centres
+from embedder.globe.labels import labels_path
+from embedder.globe.layers import GlobalLayers
+from embedder.h3grid import cell_wkb, cells_wkb
 from embedder.registry import get_embedder
 
-ROOT = Path(__file__).resolve().parents[2] / "data" / "global"
+ROOT = Path(__file__).resolve().parents[3] / "data" / "global"
 LIMIT = 400
 
 

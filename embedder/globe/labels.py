@@ -25,25 +25,25 @@ import numpy as np
 import pyarrow as pa
 
 from embedder import contract
-from embedder.global_cells import cell_radius_deg
-from embedder.global_grid import MIN_COS_LAT, NEAREST
-from embedder.global_layers import GlobalLayers, layer_table
+from embedder.globe.cells import cell_radius_deg
+from embedder.globe.grid import MIN_COS_LAT, NEAREST
+from embedder.globe.layers import GlobalLayers, layer_table
 
 LABEL_LAYER = "landcover"
 LABELS_FILE = "modis_igbp.parquet"
 KOPPEN_LAYER = "climate"
 KOPPEN_FILE = "koppen.parquet"
-LABEL = "label"
-LABEL_NAME = "label_name"
+LABEL = contract.LABEL
+LABEL_NAME = contract.LABEL_NAME
 NO_LABEL = -1
 SAMPLES_PER_SIDE = 5
 
 
 @lru_cache(maxsize=1)
 def igbp_classes() -> dict[int, str]:
-    """IGBP class code -> name (0 water, 1..16 land classes), from ``global_igbp.csv``."""
+    """IGBP class code -> name (0 water, 1..16 land classes), from ``igbp.csv``."""
     name = layer_table()[LABEL_LAYER]["classes_file"]
-    text = resources.files("embedder").joinpath(name).read_text()
+    text = resources.files("embedder.globe").joinpath(name).read_text()
     return {int(r["code"]): r["name"] for r in csv.DictReader(text.splitlines())}
 
 
@@ -138,7 +138,8 @@ def labels_table(cells: np.ndarray, codes: np.ndarray, names: dict[int, str] | N
             contract.H3: pa.array(cells, type=pa.uint64()),
             LABEL: pa.array(codes, type=pa.int16()),
             LABEL_NAME: pa.array([names[int(c)] for c in codes], type=pa.string()),
-        }
+        },
+        schema=contract.label_layer_schema(),
     )
 
 

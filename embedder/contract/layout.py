@@ -1,0 +1,93 @@
+"""Where every file of a database lives (names only; no heavy imports).
+
+A database (``DB``) is a folder::
+
+    DB/embeddings/h3_parent=<hex cell>/part-<key>.parquet   one file per built shard
+    DB/index/index.json, DB/index/*.faiss                   FAISS index + sidecar
+    DB/labels/<name>.parquet                                seeds and label layers
+    DB/predictions/<name>.parquet                           kNN maps
+    DB/pyramid/res=<r>.parquet                              parent aggregates
+    DB/build.json                                           the last build's record
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embedder.contract.columns import PARTITION
+from embedder.errors import InputNotFoundError
+
+EMBEDDINGS_DIR = "embeddings"
+INDEX_DIR = "index"
+LABELS_DIR = "labels"
+PREDICTIONS_DIR = "predictions"
+PYRAMID_DIR = "pyramid"
+BUILD_STATE = "build.json"
+SIDECAR_NAME = "index.json"
+
+
+def embeddings_dir(db: str | Path) -> Path:
+    """Folder of the hive-partitioned embeddings."""
+    return Path(db) / EMBEDDINGS_DIR
+
+
+def index_dir(db: str | Path) -> Path:
+    """Folder holding the index files of a database."""
+    return Path(db) / INDEX_DIR
+
+
+def labels_dir(db: str | Path) -> Path:
+    """Folder of seed and label tables."""
+    return Path(db) / LABELS_DIR
+
+
+def predictions_dir(db: str | Path) -> Path:
+    """Folder of kNN prediction maps."""
+    return Path(db) / PREDICTIONS_DIR
+
+
+def level_path(db: str | Path, res: int) -> Path:
+    """File of one pyramid level."""
+    return Path(db) / PYRAMID_DIR / f"res={res}.parquet"
+
+
+def shard_path(db: str | Path, parent_hex: str, key: str) -> Path:
+    """Path of the file holding one shard (one H3 parent) of one build."""
+    return embeddings_dir(db) / f"{PARTITION}={parent_hex}" / f"part-{key}.parquet"
+
+
+def embedding_files(db: str | Path) -> list[Path]:
+    """All embeddings files of a database, sorted.
+
+    Raises:
+        InputNotFoundError: when ``db`` holds no embeddings.
+    """
+    root = embeddings_dir(db)
+    files = sorted(p for p in root.glob(f"{PARTITION}=*/*.parquet") if not p.name.startswith("."))
+    if not files:
+        raise InputNotFoundError(
+            f"no embeddings under {root}; build the database first: earthvec build {db} --source ..."
+        )
+    return files
+
+
+def find_databases(root: str | Path) -> list[Path]:
+    """``root`` itself when it is a database, else the databases directly inside it, sorted.
+
+    ``earthvec demo`` writes a folder of databases (``demo_db/eurosat``, ``demo_db/global``);
+    the explorer offers each of them.
+
+    Raises:
+        InputNotFoundError: when neither ``root`` nor a folder inside it holds embeddings.
+    """
+    root = Path(root)
+    if embeddings_dir(root).is_dir():
+        return [root]
+    inside = root.glob("*") if root.is_dir() else iter(())
+    found = sorted(p for p in inside if p.is_dir() and embeddings_dir(p).is_dir())
+    if not found:
+        raise InputNotFoundError(
+            f"{root} is not an earthvec database (no {EMBEDDINGS_DIR}/ in it or in a folder inside it); "
+            f"build the database first: earthvec build {root} --source ..."
+        )
+    return found
