@@ -70,7 +70,7 @@ def spatial_folds(
 def vote_weight(distance: np.ndarray) -> np.ndarray:
     """Neighbour weight ``(1 + cos) / 2`` from scikit-learn's cosine distance ``1 - cos``.
 
-    The same weight as ``earthvec label``'s vote (:func:`index.label.vote`), so the CV of
+    The same weight as ``earthvec label``'s vote (:func:`index.vote.vote`), so the CV of
     ``earthvec eval`` and of ``earthvec label`` count neighbours alike.
     """
     return (2.0 - np.asarray(distance, dtype=np.float64)) / 2.0 + 1e-9

@@ -30,7 +30,7 @@ import numpy as np
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
 from embedder.errors import InputNotFoundError
-from embedder.registry import config_hash, l2_normalise
+from embedder.vectors import config_hash, l2_normalise
 from embedder.tex.parts import OPTICAL, SIGNATURE, TEXTURE, RawParts, part_dims, part_names, raw_parts
 
 NAME = "earthvec-tex"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from embedder.registry import Embedder, register
+from embedder.interface import Embedder, register
 
 
 @register("earthvec-tex")

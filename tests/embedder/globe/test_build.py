@@ -36,8 +36,8 @@ def small_db(tmp_path_factory: pytest.TempPathFactory, layers: GlobalLayers) -> 
 
 def test_small_build_is_contract_valid(small_db: Path) -> None:
     meta = contract.read_meta(small_db)
-    emb = get_embedder()  # the default model: the shipped multimodal network
-    assert meta.model == f"earthvec-mm@{emb.version}" and meta.dim == emb.dim and meta.h3_resolution == 3
+    emb = get_embedder()  # the default model: the fitted spectral-texture embedder
+    assert meta.model == f"earthvec-tex@{emb.version}" and meta.dim == emb.dim and meta.h3_resolution == 3
     assert set(meta.sensors) == {"bluemarble", "etopo", "koppen"}
     table = contract.read_table(small_db)
     assert table.num_rows == LIMIT
@@ -127,13 +127,15 @@ def test_two_workers_write_the_same_shards(tmp_path: Path, layers: GlobalLayers)
 
 def test_torch_embedder_is_not_forked(small_db: Path, tmp_path: Path, layers: GlobalLayers) -> None:
     """A forked torch pool deadlocks; the build warns and runs in-process instead."""
+    ref = tmp_path / "ref"
+    build_global_db(ref, res=3, limit=LIMIT, progress=False, layers=layers, model="earthvec-mm")
     db = tmp_path / "db2"
     with pytest.warns(UserWarning, match="not fork-safe"):
-        report = build_global_db(db, res=3, limit=LIMIT, progress=False, layers=layers, workers=2)
+        report = build_global_db(db, res=3, limit=LIMIT, progress=False, layers=layers, workers=2, model="earthvec-mm")
     assert report.rows_written == LIMIT
-    names = [p.relative_to(small_db) for p in contract.embedding_files(small_db)]
+    names = [p.relative_to(ref) for p in contract.embedding_files(ref)]
     assert [p.relative_to(db) for p in contract.embedding_files(db)] == names
-    a = contract.read_table(small_db).sort_by(contract.H3)
+    a = contract.read_table(ref).sort_by(contract.H3)
     b = contract.read_table(db).sort_by(contract.H3)
     np.testing.assert_array_equal(contract.embeddings_matrix(a), contract.embeddings_matrix(b))
 

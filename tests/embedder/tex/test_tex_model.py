@@ -93,7 +93,7 @@ def test_region_holdout_beats_statistics_whitening_and_unfitted(tex, chips) -> N
 
 def test_knn_vote_equals_label_vote() -> None:
     """One kNN: eval's scikit-learn vote and earthvec label's vote agree."""
-    from index.label import vote
+    from index.vote import vote
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(60, 8))
