@@ -205,7 +205,11 @@ HOLDOUT_DRAWS = 30
 
 
 def holdout_probes(
-    emb: Embedder, chips: sources.LabelledChips, x: np.ndarray, subsets: dict[str, tuple[str, ...]], cfg: EvalConfig
+    emb: Embedder,
+    chips: sources.LabelledChips,
+    x: np.ndarray,
+    subsets: dict[str, tuple[str, ...]],
+    cfg: EvalConfig,
 ) -> dict[str, float]:
     """The region hold-out: chips of whole H3 res-1 cells, queried with every other chip as seeds.
 
@@ -225,7 +229,10 @@ def holdout_probes(
     accs = []
     for _ in range(HOLDOUT_DRAWS):
         pick = np.concatenate(
-            [rng.choice(np.flatnonzero(tr & (y == c)), min(5, int((tr & (y == c)).sum())), replace=False) for c in np.unique(y[tr])]
+            [
+                rng.choice(np.flatnonzero(tr & (y == c)), min(5, int((tr & (y == c)).sum())), replace=False)
+                for c in np.unique(y[tr])
+            ]
         )
         accs.append(float((probes.knn_predict(x[pick], y[pick], x[te], 5) == y[te]).mean()))
     out["few5"] = float(np.mean(accs))
@@ -295,7 +302,8 @@ def evaluate(
                 chips.batch.modalities["optical"].bands, cfg.half_subsets, cfg.seed
             ),
             "ben_crops": None if ben is None else len(ben[2]),
-            "holdout": "whole H3 res-1 cells, seeded draw until >= 22% of the chips (embedder.model.probes.region_holdout)",
+            "holdout": "whole H3 res-1 cells, seeded draw until >= 22% of the chips "
+            "(embedder.model.probes.region_holdout)",
         },
         "results": results,
     }
@@ -323,7 +331,10 @@ def format_table(report: dict[str, Any]) -> str:
             + f"{100 * half_mean(res, 'knn5'):6.1f}{100 * half_mean(res, 'knn5_full_seeds'):6.1f}"
             + f"{100 * res.bands['rgb']['knn5']:6.1f}{100 * res.bands['landsat_like']['knn5']:6.1f} | "
             + f"{ben}{res.embed_chips_per_s:8.0f} | "
-            + "".join(f"{100 * res.holdout.get(k, float('nan')):6.1f}" for k in ("knn1", "knn5", "few5", "half", "half_star"))
+            + "".join(
+                f"{100 * res.holdout.get(k, float('nan')):6.1f}"
+                for k in ("knn1", "knn5", "few5", "half", "half_star")
+            )
         )
     p = report["protocol"]
     lines.append("")

@@ -23,7 +23,9 @@ def region_holdout(lat: np.ndarray, lon: np.ndarray, seed: int = 0) -> np.ndarra
     30% of the chips, until it holds at least 22%. Nothing fitted or tuned may see these
     chips; ``earthvec eval`` reports them beside the cross-validation.
     """
-    cells = np.array([h3.latlng_to_cell(float(a), float(b), HOLDOUT_RES) for a, b in zip(lat, lon, strict=True)])
+    cells = np.array(
+        [h3.latlng_to_cell(float(a), float(b), HOLDOUT_RES) for a, b in zip(lat, lon, strict=True)]
+    )
     blocks, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
     n = len(cells)
     taken: list[int] = []

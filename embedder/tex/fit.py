@@ -31,6 +31,7 @@ from embedder.model import data as sources
 from embedder.model.probes import region_holdout
 from embedder.sensors import get_sensor
 from embedder.tex.features import texture
+from embedder.tex.model import TexModel, predictor_input, predictor_key, standardised
 from embedder.tex.parts import (
     N_SLOTS,
     OPTICAL,
@@ -46,7 +47,6 @@ from embedder.tex.parts import (
     part_names,
     raw_parts,
 )
-from embedder.tex.model import TexModel, predictor_input, predictor_key, standardised
 
 PIXELS_PER_SOURCE = 200_000
 
@@ -86,7 +86,9 @@ def fit_sources(root: str | Path | None, fit: dict[str, Any]) -> dict[str, ChipB
     keep = np.flatnonzero(~region_holdout(es.lat, es.lon))
     return {
         "eurosat": es.batch.take(keep),
-        "bigearthnet": sources.random_crops(sources.load_bigearthnet(root), int(fit["bigearthnet_crops"]), rng),
+        "bigearthnet": sources.random_crops(
+            sources.load_bigearthnet(root), int(fit["bigearthnet_crops"]), rng
+        ),
         "landsat8": sources.random_crops(sources.load_landsat(root), int(fit["landsat_crops"]), rng),
         "global": training_chip_batch(root, n=int(fit["global_chips"]), seed=int(fit["seed"])),
     }
@@ -118,7 +120,9 @@ def fit_pixel_model(batches: dict[str, ChipBatch], cfg: dict[str, Any]) -> dict[
     logs = {k: _optical_logs(b, cfg["optical_offset"]) for k, b in batches.items() if OPTICAL in b.modalities}
     mu, sd = np.zeros(N_SLOTS), np.ones(N_SLOTS)
     for j in range(N_SLOTS):
-        per = [_sample_pixels(x[:, j : j + 1], PIXELS_PER_SOURCE)[:, 0] for x, have in logs.values() if have[j]]
+        per = [
+            _sample_pixels(x[:, j : j + 1], PIXELS_PER_SOURCE)[:, 0] for x, have in logs.values() if have[j]
+        ]
         mu[j] = np.mean([p.mean() for p in per])
         sd[j] = np.sqrt(np.mean([p.var() + (p.mean() - mu[j]) ** 2 for p in per]))
     num, den = np.zeros((N_SLOTS, N_SLOTS)), np.zeros((N_SLOTS, N_SLOTS))
@@ -192,7 +196,9 @@ def fit_parts(raw: dict[str, RawParts], cfg: dict[str, Any], arrays: dict[str, n
         rows = np.flatnonzero(r.present[SIGNATURE] & np.all([r.present[m] for m in have], axis=0))
         if not have or len(rows) == 0:
             continue
-        target = np.hstack([r.values[SIGNATURE][rows], standardised(TEXTURE, r.values[TEXTURE][rows], arrays)])
+        target = np.hstack(
+            [r.values[SIGNATURE][rows], standardised(TEXTURE, r.values[TEXTURE][rows], arrays)]
+        )
         for k in range(1, len(have) + 1):
             for mods in itertools.combinations(sorted(have), k):
                 xs, ys = pairs.setdefault(predictor_key(list(mods)), ([], []))

@@ -30,8 +30,8 @@ import numpy as np
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
 from embedder.errors import InputNotFoundError
-from embedder.vectors import config_hash, l2_normalise
 from embedder.tex.parts import OPTICAL, SIGNATURE, TEXTURE, RawParts, part_dims, part_names, raw_parts
+from embedder.vectors import config_hash, l2_normalise
 
 NAME = "earthvec-tex"
 FILE_NAME = "earthvec-tex.npz"
@@ -68,7 +68,8 @@ class TexModel:
     def to_bytes(self) -> bytes:
         """The model as ``.npz`` bytes (configuration as a JSON string array)."""
         buf = io.BytesIO()
-        np.savez(buf, __config__=np.array(json.dumps(self.config, sort_keys=True)), **self.arrays)
+        payload: dict[str, Any] = {"__config__": np.array(json.dumps(self.config, sort_keys=True)), **self.arrays}
+        np.savez(buf, **payload)
         return buf.getvalue()
 
     def save(self, path: str | Path) -> Path:
@@ -131,7 +132,9 @@ def whitened_signature(v: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarr
     return (v - arrays["sig_mean"]) @ arrays["sig_proj"]
 
 
-def predictor_input(raw: RawParts, rows: np.ndarray, mods: list[str], arrays: dict[str, np.ndarray]) -> np.ndarray:
+def predictor_input(
+    raw: RawParts, rows: np.ndarray, mods: list[str], arrays: dict[str, np.ndarray]
+) -> np.ndarray:
     """Standardised parts of ``mods`` for ``rows``, concatenated in the given order."""
     return np.hstack([standardised(m, raw.values[m][rows], arrays) for m in mods])
 
@@ -151,7 +154,10 @@ def predict_optical(
     singles = [m for m in mods if f"pred:{m}:W" in arrays]
     if not singles:
         return None
-    preds = [predictor_input(raw, rows, [m], arrays) @ arrays[f"pred:{m}:W"] + arrays[f"pred:{m}:b"] for m in singles]
+    preds = [
+        predictor_input(raw, rows, [m], arrays) @ arrays[f"pred:{m}:W"] + arrays[f"pred:{m}:b"]
+        for m in singles
+    ]
     return np.mean(preds, axis=0)
 
 

@@ -73,7 +73,7 @@ def optical_z(mb: ModalityBatch, arrays: dict[str, np.ndarray], config: dict[str
         have[j] = True
     if not have.any():
         return np.full_like(z, np.nan)
-    nan = ~np.isfinite(z[:, have]).all(axis=1)  # a pixel missing in any present slot is missing
+    nan = np.asarray(~np.isfinite(z[:, have]).all(axis=1))  # a pixel missing in any present slot is missing
     z = impute_slots(z, have, arrays["opt_cov"])
     z[np.broadcast_to(nan[:, None], z.shape)] = np.nan
     return z

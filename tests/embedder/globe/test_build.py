@@ -131,7 +131,9 @@ def test_torch_embedder_is_not_forked(small_db: Path, tmp_path: Path, layers: Gl
     build_global_db(ref, res=3, limit=LIMIT, progress=False, layers=layers, model="earthvec-mm")
     db = tmp_path / "db2"
     with pytest.warns(UserWarning, match="not fork-safe"):
-        report = build_global_db(db, res=3, limit=LIMIT, progress=False, layers=layers, workers=2, model="earthvec-mm")
+        report = build_global_db(
+            db, res=3, limit=LIMIT, progress=False, layers=layers, workers=2, model="earthvec-mm"
+        )
     assert report.rows_written == LIMIT
     names = [p.relative_to(ref) for p in contract.embedding_files(ref)]
     assert [p.relative_to(db) for p in contract.embedding_files(db)] == names
