@@ -262,10 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-chips", type=int, default=8192)
     p.add_argument("--train-seed", type=int, default=0)
     p.add_argument("--checkpoint", action="append", default=[], help="name=path of an earthvec-mm model")
+    p.add_argument("--model", action="append", default=[], help="a registered embedder, e.g. earthvec-tex")
     p.add_argument("--out", type=Path, default=Path("global_experiment.json"))
     a = p.parse_args(argv)
     cfg = ExperimentConfig(cells=a.cells, draws=a.draws)
     embedders: dict[str, Embedder] = {"stats": get_embedder("stats")}
+    for name in a.model:
+        embedders[name] = get_embedder(name)
     for spec in a.checkpoint:
         name, _, path = spec.partition("=")
         embedders[name] = get_embedder("earthvec-mm", checkpoint=path, device="cpu")

@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         elif suite == "global":
             cmd = [py, "-m", "bench.global_experiment", "--out", str(out / "global_experiment.json")]
             cmd += ["--checkpoint", f"earthvec-mm={package_file('embedder', 'weights', 'earthvec-mm.pt')}"]
+            cmd += ["--model", "earthvec-tex"]
             size = ["--cells", "3000", "--draws", "2"] if args.quick else ["--train-steps", "120"]
             rc = _run(cmd + size)
         elif suite == "search":
