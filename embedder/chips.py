@@ -24,7 +24,7 @@ from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from embedder.errors import RasterError
-from embedder.masks import apply_masks
+from embedder.masks import mask_chips
 from embedder.sources import RasterItem, open_raster, raster_header
 from embedder.warp import (
     NATIVE_MAX_DEVIATION_PX,
@@ -151,7 +151,7 @@ def _with_data_at_centre(item: RasterItem, specs: list[ChipSpec]) -> list[ChipSp
     band = next(idx for p, idx in item.band_files.values() if p == path)
     with open_raster(path) as src:
         nodata = src.nodata if src.nodata is not None else item.sensor.nodata
-        values = np.array([v[0] for v in src.sample([(sp.x, sp.y) for sp in specs], indexes=band)], float)
+        values = np.array([v[0] for v in src.sample([(sp.x, sp.y) for sp in specs], band)], float)
     ok = np.isfinite(values)
     if nodata is not None:
         ok &= values != nodata
@@ -335,7 +335,7 @@ def read_chips(item: RasterItem, specs: list[ChipSpec], mode: str) -> np.ndarray
                     masks[i, chans] = _read_one(
                         src, idxs, spec, grid, mode, s.chip_size_m, None, Resampling.nearest
                     )
-        apply_masks(out, {m: masks[:, k] for k, m in enumerate(mask_names)}, s)
+        mask_chips(out, {m: masks[:, k] for k, m in enumerate(mask_names)}, s)
     if s.nodata is not None:
         out[out == s.nodata] = np.nan
     out *= np.float32(s.scale)

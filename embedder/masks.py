@@ -82,7 +82,7 @@ def mask_rules(sensor: Sensor) -> dict[str, MaskRule]:
     return rules
 
 
-def apply_masks(data: np.ndarray, masks: dict[str, np.ndarray], sensor: Sensor) -> np.ndarray:
+def mask_chips(data: np.ndarray, masks: dict[str, np.ndarray], sensor: Sensor) -> np.ndarray:
     """Set every band to NaN where a mask flags the pixel (in place); returns the flag array.
 
     Args:

@@ -99,6 +99,7 @@ def open_raster(path: str) -> Iterator[rasterio.DatasetReader]:
             raise RasterError(f"cannot read {path!r} ({exc}); is the file complete?") from exc
 
 
+USER_LAYOUTS = ("stack", "per_band_file")  # presets read from user files (not built-in global grids)
 SOURCE_OPTION_SEP = "::"
 SOURCE_OPTIONS = ("sensor", "bands")
 
@@ -273,7 +274,7 @@ def _fit_share(sensor: Sensor, paths: list[str]) -> float:
     A stack fit scores a little less for one-file-per-band presets, so that a stacked file
     prefers a stack preset when several have its bands.
     """
-    if sensor.layout not in ("per_band_file", "stack"):
+    if sensor.layout not in USER_LAYOUTS:
         return 0.0  # other layouts (e.g. built-in global grids) are never user files
     by_name = sum(_suffix_band(Path(p).name, sensor) is not None for p in paths) / len(paths)
     if by_name >= 0.5:
@@ -323,6 +324,11 @@ def group_items(
         RasterError: a stacked file whose band count fits neither the preset nor ``file_bands``.
         InputNotFoundError: when no file fits the sensor.
     """
+    if sensor.layout not in USER_LAYOUTS:
+        raise InputNotFoundError(
+            f"sensor {sensor.name!r} is a built-in {sensor.layout} layer, not read from --source files; "
+            "choose another --sensor"
+        )
     items: list[RasterItem] = []
     groups: dict[str, RasterItem] = {}
     masks = _mask_specs(sensor)

@@ -57,13 +57,20 @@ def reproject_file(
     return dst
 
 
-def stack_files(paths: list[str | Path], dst: Path, names: list[str], tags: dict[str, str] | None = None) -> Path:
-    """Stack single-band real rasters of one grid into one file with band descriptions ``names``."""
+def stack_files(
+    paths: list[str | Path], dst: Path, names: list[str], tags: dict[str, str] | None = None
+) -> Path:
+    """Stack single-band real rasters into one file on the first file's grid (nearest resampling).
+
+    Band descriptions are ``names`` (what Earth Engine exports write).
+    """
+    with rasterio.open(paths[0]) as first:
+        prof = first.profile.copy()
+        shape = (first.height, first.width)
     arrays = []
     for p in paths:
         with rasterio.open(p) as src:
-            arrays.append(src.read(1))
-            prof = src.profile.copy()
+            arrays.append(src.read(1, out_shape=shape, resampling=Resampling.nearest))
     prof.update(count=len(arrays))
     dst.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(dst, "w", **prof) as out:
