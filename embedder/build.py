@@ -33,8 +33,7 @@ from embedder.contract import BuildReport
 from embedder.errors import RasterError
 from embedder.h3grid import cell_to_str, cell_wkb
 from embedder.registry import DEFAULT_MODEL, Embedder, get_embedder, model_id
-from embedder.sensors import get_sensor
-from embedder.sources import RasterItem, detect_sensor, group_items, resolve_sources
+from embedder.sources import RasterItem, in_window, items_for_source, parse_datetime_window
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +43,15 @@ PARTITION_OFFSET = 7  # partition resolution = chip resolution - 7 (>= 0)
 
 @dataclass
 class SourceSpec:
-    """One ``--source`` with its sensor preset (auto-detected when None) and band order."""
+    """One ``--source`` with its sensor preset (auto-detected when None) and band order.
+
+    ``items`` holds raster items resolved elsewhere (a STAC search) instead of patterns.
+    """
 
     patterns: list[str]
     sensor: str | None = None
     bands: list[str] | None = None
+    items: list[RasterItem] | None = None
 
 
 @dataclass
@@ -84,11 +87,7 @@ class Row:
 def _items(specs: Sequence[SourceSpec]) -> list[RasterItem]:
     items: list[RasterItem] = []
     for s in specs:
-        paths = resolve_sources(s.patterns)
-        sensor = get_sensor(s.sensor, s.bands) if s.sensor else detect_sensor(paths)
-        if s.bands and not s.sensor:
-            sensor = sensor.with_bands(s.bands)
-        items.extend(group_items(paths, sensor))
+        items.extend(s.items if s.items is not None else items_for_source(s.patterns, s.sensor, s.bands))
     return items
 
 
@@ -237,6 +236,7 @@ def build_db(
     batch_size: int = 256,
     overwrite: bool = False,
     embedder: Embedder | None = None,
+    datetime_window: str | None = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -254,6 +254,7 @@ def build_db(
         batch_size: chips per embedder call.
         overwrite: replace embeddings already in ``db`` (needed to change model or resolution).
         embedder: an embedder instance to use instead of looking ``model`` up.
+        datetime_window: ``START/END`` (ISO, ``..`` open): keep only inputs acquired in it.
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
@@ -265,6 +266,15 @@ def build_db(
     db = Path(db)
     specs = [s if isinstance(s, SourceSpec) else SourceSpec([s], sensor, bands) for s in sources]
     items = _items(specs)
+    n_all = len(items)
+    if datetime_window:  # --datetime: inputs of unknown time are left out too
+        window = parse_datetime_window(datetime_window)
+        items = [i for i in items if in_window(i.datetime, window)]
+        if not items:
+            raise RasterError(
+                f"no input was acquired in --datetime {datetime_window} ({n_all} input(s) outside it or "
+                "without a known time); widen the window"
+            )
     res = default_resolution(items[0].sensor.chip_size_m) if res is None else int(res)
     if not 0 <= res <= 15:
         raise ValueError(f"--res {res} is not an H3 resolution; use 0..15")
@@ -284,6 +294,7 @@ def build_db(
     _check_db_model(db, meta, overwrite)
     rows = align_rows(plan_parts(items, res, mode))
     report = BuildReport(str(db), model_id(emb), res, len(rows))
+    report.items_outside_datetime = n_all - len(items)
     shards: dict[int, list[Row]] = defaultdict(list)
     import h3.api.basic_int as h3i
 
@@ -301,7 +312,7 @@ def build_db(
                 continue
             vecs, vf = embed_rows(srows, emb, batch_size)
             keep = vf > min_valid
-            empty = [r for r, k in zip(srows, keep, strict=True) if not k]
+            empty = [r for r, v in zip(srows, vf, strict=True) if v <= 0.0]
             chip_mode_empty = [r for r in empty if any(p.mode == "chip" for p in r.parts.values())]
             if chip_mode_empty and not skip_empty:
                 raise RasterError(
@@ -310,6 +321,7 @@ def build_db(
                     "in this shard)"
                 )
             report.rows_dropped_empty += len(empty)
+            report.rows_dropped_low_valid += int((~keep).sum()) - len(empty)
             kept = [r for r, k in zip(srows, keep, strict=True) if k]
             if kept:
                 table = contract.make_table(

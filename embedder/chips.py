@@ -2,10 +2,12 @@
 
 Two modes: a *chip* file (its extent is about one chip, like EuroSAT) becomes one chip
 mapped to the cell containing its centre; a *scene* is tiled into chips centred on every
-H3 cell whose centre lies inside its footprint. Chips are read in the raster's own CRS,
-axis-aligned, ``chip_px`` x ``chip_px`` at the sensor's ``chip_gsd_m``; bands of other
-resolutions are resampled onto that grid. Pixels outside the raster or equal to nodata
-become NaN and are counted in ``valid_fraction``, never zero-filled.
+H3 cell whose centre lies inside its footprint. Every chip is a north-up ``chip_px`` x
+``chip_px`` grid at the sensor's ``chip_gsd_m`` in the UTM zone of its centre (see
+:mod:`embedder.warp`): a raster already on that grid is read with a window, any other CRS
+(geographic, polar, a neighbouring zone) is reprojected onto it. Bands of other resolutions
+are resampled onto that grid. Pixels outside the raster, equal to nodata or flagged by the
+sensor's quality masks become NaN and are counted in ``valid_fraction``, never zero-filled.
 """
 
 from __future__ import annotations
@@ -16,12 +18,22 @@ from dataclasses import dataclass
 import h3.api.basic_int as h3i
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from embedder.errors import RasterError
-from embedder.sources import RasterItem, raster_header
+from embedder.masks import mask_chips
+from embedder.sources import RasterItem, open_raster, raster_header
+from embedder.warp import (
+    NATIVE_MAX_DEVIATION_PX,
+    ChipGrid,
+    chip_grid,
+    deviation_px,
+    footprint_size_m,
+    warp_read,
+)
 
 MODES = ("auto", "chip", "scene")
 CHIP_MODE_MAX_CHIPS = 2.0  # a file at most this many chips wide is one chip in "auto" mode
@@ -100,10 +112,7 @@ def choose_mode(geom: ItemGeometry, item: RasterItem, mode: str = "auto") -> str
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     if mode != "auto":
         return mode
-    if geom.crs.is_geographic:
-        size_m = max(geom.width, geom.height) * 111_320.0
-    else:
-        size_m = max(geom.width, geom.height) * float(geom.crs.linear_units_factor[1])
+    size_m = max(footprint_size_m(geom.crs, geom.bounds))
     return "chip" if size_m <= CHIP_MODE_MAX_CHIPS * item.sensor.chip_size_m else "scene"
 
 
@@ -114,24 +123,67 @@ def plan_chips(item: RasterItem, geom: ItemGeometry, res: int, mode: str) -> lis
         cell = h3i.latlng_to_cell(lat, lon, res)
         clat, clon = h3i.cell_to_latlng(cell)
         return [ChipSpec(cell, clat, clon, geom.centre[0], geom.centre[1])]
-    left, bottom, right, top = geom.bounds
-    n = 16  # densify the footprint edges before projecting
-    xs = [left + (right - left) * i / n for i in range(n)] + [right] * n
-    ys = [bottom] * n + [bottom + (top - bottom) * i / n for i in range(n)]
-    xs += [right - (right - left) * i / n for i in range(n)] + [left] * n
-    ys += [top] * n + [top - (top - bottom) * i / n for i in range(n)]
-    lons, lats = geom.to_lonlat(xs, ys)
-    poly = h3i.LatLngPoly(list(zip(lats, lons, strict=True)))
-    cells = sorted(h3i.h3shape_to_cells(poly, res))
+    cells = _scene_cells(geom, res)
     if not cells:
         return []
+    left, bottom, right, top = geom.bounds
     centres = [h3i.cell_to_latlng(c) for c in cells]
     cx, cy = geom.from_lonlat([c[1] for c in centres], [c[0] for c in centres])
-    return [
+    if geom.crs.is_geographic:  # a footprint beyond +-180 degrees: bring centres into its range
+        cx = np.where(cx < left, cx + 360.0, np.where(cx > right, cx - 360.0, cx))
+    inside = [
         ChipSpec(c, lat, lon, float(x), float(y))
         for c, (lat, lon), x, y in zip(cells, centres, cx, cy, strict=True)
-        if left <= x <= right and bottom <= y <= top
+        if np.isfinite(x) and np.isfinite(y) and left <= x <= right and bottom <= y <= top
     ]
+    return _with_data_at_centre(item, inside)
+
+
+def _with_data_at_centre(item: RasterItem, specs: list[ChipSpec]) -> list[ChipSpec]:
+    """The chips whose centre pixel holds data in the item's first band file.
+
+    The footprint is the data, not the bounding box: a reprojected or rotated scene has
+    nodata corners, and cells centred there are not in the scene.
+    """
+    if not specs:
+        return specs
+    path = item.paths[0]
+    band = next(idx for p, idx in item.band_files.values() if p == path)
+    with open_raster(path) as src:
+        nodata = src.nodata if src.nodata is not None else item.sensor.nodata
+        values = np.array([v[0] for v in src.sample([(sp.x, sp.y) for sp in specs], band)], float)
+    ok = np.isfinite(values)
+    if nodata is not None:
+        ok &= values != nodata
+    return [sp for sp, k in zip(specs, ok, strict=True) if k]
+
+
+MAX_SAMPLES_PER_AXIS = 1500
+
+
+def _scene_cells(geom: ItemGeometry, res: int) -> list[int]:
+    """Cells that may have their centre in the footprint, found by sampling it on the ground.
+
+    Sampling in the raster's own CRS (not a lon/lat polygon) works for footprints that hold a
+    pole or cross the antimeridian. Samples are half a cell edge apart; each hit cell adds its
+    neighbours, so no cell whose centre lies inside is missed. The caller keeps only the cells
+    whose centre falls inside the raster bounds.
+    """
+    left, bottom, right, top = geom.bounds
+    w_m, h_m = footprint_size_m(geom.crs, geom.bounds)
+    step = h3i.average_hexagon_edge_length(res, "m") / 2.0
+    nx = min(MAX_SAMPLES_PER_AXIS, max(2, math.ceil(w_m / step) + 1))
+    ny = min(MAX_SAMPLES_PER_AXIS, max(2, math.ceil(h_m / step) + 1))
+    gx, gy = np.meshgrid(np.linspace(left, right, nx), np.linspace(bottom, top, ny))
+    lons, lats = warp_transform(geom.crs, "EPSG:4326", gx.ravel().tolist(), gy.ravel().tolist())
+    hits: set[int] = set()
+    for lat, lon in zip(lats, lons, strict=True):
+        if math.isfinite(lat) and math.isfinite(lon) and -90.0 <= lat <= 90.0:
+            hits.add(h3i.latlng_to_cell(lat, ((lon + 180.0) % 360.0) - 180.0, res))
+    cells: set[int] = set()
+    for c in hits:
+        cells.update(h3i.grid_disk(c, 1))
+    return sorted(cells)
 
 
 def _resampling(src: rasterio.DatasetReader, zoom: float) -> Resampling:
@@ -142,9 +194,15 @@ def _resampling(src: rasterio.DatasetReader, zoom: float) -> Resampling:
 
 
 def _read_window(
-    src: rasterio.DatasetReader, bands: list[int], x: float, y: float, size: float, px: int
+    src: rasterio.DatasetReader,
+    bands: list[int],
+    x: float,
+    y: float,
+    size: float,
+    px: int,
+    resampling: Resampling | None = None,
 ) -> np.ndarray:
-    """Read a ``size``-metre square centred on (x, y) onto a (len(bands), px, px) grid, NaN outside."""
+    """Read a ``size``-unit square centred on (x, y) onto a (len(bands), px, px) grid, NaN outside."""
     inv = ~src.transform
     c0, r0 = inv @ (x - size / 2, y + size / 2)
     c1, r1 = inv @ (x + size / 2, y - size / 2)
@@ -164,52 +222,120 @@ def _read_window(
         bands,
         window=win,
         out_shape=(len(bands), e1 - e0, d1 - d0),
-        resampling=_resampling(src, sx),
+        resampling=resampling or _resampling(src, sx),
         masked=True,
     )
     out[:, e0:e1, d0:d1] = np.ma.filled(data.astype(np.float32), np.nan)
     return out
 
 
-def _read_whole(src: rasterio.DatasetReader, bands: list[int], px: int) -> np.ndarray:
+def _read_whole(
+    src: rasterio.DatasetReader, bands: list[int], px: int, resampling: Resampling | None = None
+) -> np.ndarray:
     """Read whole bands resampled to (len(bands), px, px) (chip mode)."""
     if (src.height, src.width) == (px, px):
         data = src.read(bands, masked=True)
     else:
         data = src.read(
-            bands, out_shape=(len(bands), px, px), resampling=_resampling(src, px / src.width), masked=True
+            bands,
+            out_shape=(len(bands), px, px),
+            resampling=resampling or _resampling(src, px / src.width),
+            masked=True,
         )
     return np.ma.filled(data.astype(np.float32), np.nan)
+
+
+def chip_grids(item: RasterItem, geom: ItemGeometry, specs: list[ChipSpec], mode: str) -> list[ChipGrid]:
+    """The local metric grid of each chip.
+
+    In ``chip`` mode the chip is the whole file: centred on the file centre, as wide and high
+    as the file measures on the ground. In ``scene`` mode it is centred on the cell centre,
+    ``chip_size_m`` wide.
+    """
+    s = item.sensor
+    if mode != "chip":
+        return [chip_grid(sp.lat, sp.lon, s.chip_px, s.chip_size_m) for sp in specs]
+    w_m, h_m = footprint_size_m(geom.crs, geom.bounds)
+    lons, lats = geom.to_lonlat([sp.x for sp in specs], [sp.y for sp in specs])
+    return [chip_grid(lat, lon, s.chip_px, w_m, h_m) for lat, lon in zip(lats, lons, strict=True)]
+
+
+def _native_affine(src: rasterio.DatasetReader, spec: ChipSpec, size: float, px: int) -> Affine:
+    """Chip pixel -> source CRS as a direct (unwarped) window read of a scene chip maps it."""
+    return Affine(size / px, 0.0, spec.x - size / 2, 0.0, -size / px, spec.y + size / 2)
+
+
+def _read_one(
+    src: rasterio.DatasetReader,
+    bands: list[int],
+    spec: ChipSpec,
+    grid: ChipGrid,
+    mode: str,
+    size: float,
+    nodata: float | None,
+    resampling: Resampling | None = None,
+) -> np.ndarray:
+    """One chip from one open file: a direct read when the grids agree, else a warped one.
+
+    A chip-mode file in a projected CRS is its own chip grid (read whole, exact pixels); in a
+    geographic CRS it is warped onto the local grid. A scene chip is read with a window when
+    the file's grid departs from the local chip grid by under half a pixel, else warped.
+    """
+    px = grid.width
+    if mode == "chip":
+        if src.crs is not None and src.crs.is_projected:
+            return _read_whole(src, bands, px, resampling)
+    elif (
+        deviation_px(grid, _native_affine(src, spec, size, px), src.crs, src.transform)
+        <= NATIVE_MAX_DEVIATION_PX
+    ):
+        return _read_window(src, bands, spec.x, spec.y, size, px, resampling)
+    return warp_read(src, bands, grid, src_nodata=nodata, resampling=resampling)
+
+
+def _by_path(files: dict[str, tuple[str, int]], names: list[str] | tuple[str, ...]) -> dict[str, list]:
+    """Group (channel, band index) pairs by file."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for c, band in enumerate(names):
+        if band in files:
+            path, idx = files[band]
+            out.setdefault(path, []).append((c, idx))
+    return out
 
 
 def read_chips(item: RasterItem, specs: list[ChipSpec], mode: str) -> np.ndarray:
     """Read the chips of one item: (n, C, H, W) float32 physical values, NaN = no data.
 
-    Bands the item lacks are all-NaN channels (missing channels, not zeros).
+    Bands the item lacks are all-NaN channels (missing channels, not zeros). Each file is
+    opened once for all chips; pixels flagged by the item's quality-mask bands become NaN.
 
     Raises:
         RasterError: when a band file cannot be read.
     """
     s = item.sensor
     px = s.chip_px
+    geom = item_geometry(item)
+    grids = chip_grids(item, geom, specs, mode)
     out = np.full((len(specs), len(s.bands), px, px), np.nan, dtype=np.float32)
-    by_path: dict[str, list[tuple[int, int]]] = {}
-    for c, band in enumerate(s.band_names):
-        if band in item.band_files:
-            path, idx = item.band_files[band]
-            by_path.setdefault(path, []).append((c, idx))
-    for path, pairs in by_path.items():
+    for path, pairs in _by_path(item.band_files, s.band_names).items():
         chans = [c for c, _ in pairs]
         idxs = [i for _, i in pairs]
-        try:
-            with rasterio.open(path) as src:
-                for i, spec in enumerate(specs):
-                    if mode == "chip":
-                        out[i, chans] = _read_whole(src, idxs, px)
-                    else:
-                        out[i, chans] = _read_window(src, idxs, spec.x, spec.y, s.chip_size_m, px)
-        except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"cannot read {path!r} ({exc}); is the file complete?") from exc
+        with open_raster(path) as src:
+            nodata = src.nodata if src.nodata is not None else s.nodata
+            for i, (spec, grid) in enumerate(zip(specs, grids, strict=True)):
+                out[i, chans] = _read_one(src, idxs, spec, grid, mode, s.chip_size_m, nodata)
+    mask_names = list(item.mask_files)
+    if mask_names:
+        masks = np.full((len(specs), len(mask_names), px, px), np.nan, dtype=np.float32)
+        for path, pairs in _by_path(item.mask_files, mask_names).items():
+            chans = [c for c, _ in pairs]
+            idxs = [i for _, i in pairs]
+            with open_raster(path) as src:
+                for i, (spec, grid) in enumerate(zip(specs, grids, strict=True)):
+                    masks[i, chans] = _read_one(
+                        src, idxs, spec, grid, mode, s.chip_size_m, None, Resampling.nearest
+                    )
+        mask_chips(out, {m: masks[:, k] for k, m in enumerate(mask_names)}, s)
     if s.nodata is not None:
         out[out == s.nodata] = np.nan
     out *= np.float32(s.scale)

@@ -45,3 +45,7 @@ class SensorError(EarthvecError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class SourceError(EarthvecError, ValueError):
+    """A source specification, date window or catalogue query is malformed."""

@@ -1,8 +1,11 @@
-"""``earthvec build DB --source PATH_OR_GLOB [--source ...] [--sensor NAME] [--res R] [--model NAME]``."""
+"""``earthvec build DB --source PATH_OR_GLOB[::sensor=NAME][::bands=A,B] ... [--stac CATALOG ...]``."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TypeVar
+
+T = TypeVar("T")
 
 HELP = "Cut imagery into H3 chips, embed them and write H3-keyed Parquet."
 
@@ -14,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--source",
         action="append",
         metavar="PATH_OR_GLOB",
-        help="GeoTIFF/COG path, folder, glob ('**' allowed) or GDAL URL; repeat for more sources",
+        help="GeoTIFF/COG path, folder, glob ('**' allowed) or GDAL URL; repeat for more sources. "
+        "Per-source preset and band order: 'PATH::sensor=NAME::bands=VV,VH'",
     )
     p.add_argument(
         "--sensor",
@@ -22,7 +26,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="sensor preset: one for all sources, or one per --source in order (auto-detected if omitted)",
     )
-    p.add_argument("--bands", help="comma-separated band order of the files, overriding the preset")
+    p.add_argument(
+        "--bands",
+        action="append",
+        metavar="B1,B2,...",
+        help="comma-separated band order of stacked files (mask bands such as SCL allowed): one for all "
+        "sources, or one per --source in order",
+    )
+    p.add_argument(
+        "--datetime", metavar="START/END", help="keep inputs acquired in this window (ISO, '..' open)"
+    )
+    p.add_argument("--stac", metavar="CATALOG_OR_API", help="STAC catalog.json (path or URL) or STAC API URL")
+    p.add_argument("--collection", action="append", help="STAC collection id(s) to take items from")
+    p.add_argument("--bbox", metavar="W,S,E,N", help="STAC search box in degrees (negative values allowed)")
+    p.add_argument("--max-cloud", type=float, metavar="PCT", help="skip STAC items with eo:cloud_cover above")
     p.add_argument("--res", type=int, help="H3 resolution of the chips (default: matches the chip size)")
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
     p.add_argument(
@@ -53,16 +70,34 @@ def run(args: argparse.Namespace) -> int:
             s = get_sensor(name)
             print(f"{name:28s} {s.modality:9s} {','.join(s.band_names)}  {s.title}")
         return 0
-    if not args.db or not args.source:
-        raise SystemExit("earthvec build: give a database folder and at least one --source")
+    if not args.db or not (args.source or args.stac):
+        raise SystemExit("earthvec build: give a database folder and at least one --source (or --stac)")
+    sources = args.source or []
     sensors = args.sensor or []
-    if len(sensors) > 1 and len(sensors) != len(args.source):
-        raise SystemExit("earthvec build: give one --sensor for all sources or one per --source")
-    bands = args.bands.split(",") if args.bands else None
-    specs = [
-        SourceSpec([src], sensors[i] if len(sensors) > 1 else (sensors[0] if sensors else None), bands)
-        for i, src in enumerate(args.source)
-    ]
+    bands = [b.split(",") for b in args.bands or []]
+    for what, given in (("--sensor", sensors), ("--bands", bands)):
+        if len(given) > 1 and len(given) != len(sources):
+            raise SystemExit(
+                f"earthvec build: give one {what} for all sources or one per --source "
+                "(or write it into the source: 'PATH::sensor=NAME::bands=A,B')"
+            )
+
+    def pick(values: list[T], i: int) -> T | None:
+        return values[i] if len(values) > 1 else (values[0] if values else None)
+
+    specs = [SourceSpec([src], pick(sensors, i), pick(bands, i)) for i, src in enumerate(sources)]
+    if args.stac:
+        from embedder.stac import StacQuery, stac_items
+
+        query = StacQuery(
+            args.stac,
+            collections=args.collection,
+            bbox=parse_bbox(args.bbox) if args.bbox else None,
+            datetime=args.datetime,
+            max_cloud=args.max_cloud,
+            sensor=pick(sensors, 0) if not sources else None,
+        )
+        specs.append(SourceSpec([], items=stac_items(query)))
     report = build_db(
         args.db,
         specs,
@@ -72,11 +107,31 @@ def run(args: argparse.Namespace) -> int:
         min_valid=args.min_valid,
         skip_empty=args.skip_empty,
         overwrite=args.overwrite,
+        datetime_window=args.datetime,
     )
     print(
         f"built {args.db}: {report.rows_written} rows written in {report.shards_written} shard(s), "
-        f"{report.shards_skipped} shard(s) already done, {report.rows_dropped_empty} empty chip(s) dropped; "
+        f"{report.shards_skipped} shard(s) already done, {report.rows_dropped_empty} empty chip(s) dropped, "
+        f"{report.rows_dropped_low_valid} below --min-valid {args.min_valid:g} dropped, "
+        f"{report.items_outside_datetime} input(s) outside --datetime; "
         f"model {report.model}, H3 res {report.resolution}; {report.seconds:.1f} s "
         f"({report.rows_per_second:.0f} rows/s)"
     )
     return 0
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """``W,S,E,N`` in degrees.
+
+    Raises:
+        SourceError: when it is not four numbers with W<E... (antimeridian boxes may have W>E).
+    """
+    from embedder.errors import SourceError
+
+    try:
+        w, so, e, n = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise SourceError(f"--bbox {text!r} is not W,S,E,N; write e.g. --bbox=-9.5,36,3.5,44") from exc
+    if not (-90 <= so < n <= 90 and -180 <= w <= 180 and -180 <= e <= 180):
+        raise SourceError(f"--bbox {text!r} is out of range; write W,S,E,N in degrees, S < N")
+    return w, so, e, n

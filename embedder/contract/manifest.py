@@ -17,6 +17,8 @@ class BuildReport:
         rows_planned: rows the build set out to write.
         rows_written: rows written by this run (finished shards are skipped).
         rows_dropped_empty: rows without a valid pixel.
+        rows_dropped_low_valid: rows under ``--min-valid``.
+        items_outside_datetime: inputs outside ``--datetime``.
         shards_total, shards_written, shards_skipped: shard counts.
         seconds: wall time of the build.
     """
@@ -27,6 +29,8 @@ class BuildReport:
     rows_planned: int
     rows_written: int = 0
     rows_dropped_empty: int = 0
+    rows_dropped_low_valid: int = 0
+    items_outside_datetime: int = 0
     shards_total: int = 0
     shards_written: int = 0
     shards_skipped: int = 0
