@@ -68,7 +68,8 @@ class TexModel:
     def to_bytes(self) -> bytes:
         """The model as ``.npz`` bytes (configuration as a JSON string array)."""
         buf = io.BytesIO()
-        payload: dict[str, Any] = {"__config__": np.array(json.dumps(self.config, sort_keys=True)), **self.arrays}
+        config = np.array(json.dumps(self.config, sort_keys=True))
+        payload: dict[str, Any] = {"__config__": config, **self.arrays}
         np.savez(buf, **payload)
         return buf.getvalue()
 
