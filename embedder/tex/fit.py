@@ -30,7 +30,6 @@ from embedder.batch import ChipBatch
 from embedder.model import data as sources
 from embedder.model.probes import region_holdout
 from embedder.sensors import get_sensor
-from embedder.tex.features import texture
 from embedder.tex.model import TexModel, predictor_input, predictor_key, standardised
 from embedder.tex.parts import (
     N_SLOTS,
@@ -40,10 +39,8 @@ from embedder.tex.parts import (
     RawParts,
     _slot_values,
     _transform,
-    components,
     modality_specs,
     optical_slot_index,
-    optical_z,
     part_names,
     raw_parts,
 )
@@ -239,6 +236,3 @@ def fit_model(
         "fit_seconds": round(time.perf_counter() - t0, 1),
     }
     return TexModel({**cfg, "info": info}, arrays)
-
-
-__all__ = ["components", "default_config", "fit_model", "fit_sources", "optical_z", "texture"]

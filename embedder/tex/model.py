@@ -30,7 +30,7 @@ import numpy as np
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
 from embedder.errors import InputNotFoundError
-from embedder.tex.parts import OPTICAL, SIGNATURE, TEXTURE, RawParts, part_dims, part_names, raw_parts
+from embedder.tex.parts import SIGNATURE, TEXTURE, RawParts, part_dims, part_names, raw_parts
 from embedder.vectors import config_hash, l2_normalise
 
 NAME = "earthvec-tex"
@@ -173,15 +173,16 @@ def assemble(raw: RawParts, model: TexModel) -> np.ndarray:
         z = whitened_signature(v, arrays) if p == SIGNATURE else standardised(p, v, arrays)
         scaled[p] = np.where(raw.present[p][:, None], z, 0.0)
     others = [m for m in names if m not in (SIGNATURE, TEXTURE)]
-    missing = ~raw.present[SIGNATURE]
-    patterns = {tuple(m for m in others if raw.present[m][i]) for i in np.flatnonzero(missing)}
+    missing = np.flatnonzero(~raw.present[SIGNATURE])
+    have = np.stack([raw.present[m][missing] for m in others], axis=1)
+    patterns, group = np.unique(have, axis=0, return_inverse=True)  # chips by the modalities they have
     d_sig = scaled[SIGNATURE].shape[1]
-    for mods in patterns:
+    for j, pattern in enumerate(patterns):
+        mods = [m for m, h in zip(others, pattern, strict=True) if h]
         if not mods:
             continue
-        rows = np.flatnonzero(missing & np.all([raw.present[m] for m in mods], axis=0))
-        rows = rows[[tuple(m for m in others if raw.present[m][i]) == mods for i in rows]]
-        pred = predict_optical(raw, rows, list(mods), arrays)
+        rows = missing[group.ravel() == j]
+        pred = predict_optical(raw, rows, mods, arrays)
         if pred is None:
             continue
         scaled[SIGNATURE][rows] = whitened_signature(pred[:, :d_sig], arrays)
@@ -236,8 +237,3 @@ class TexEmbedder:
         if len(batch) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         return assemble(self.parts(batch), self.model)
-
-
-def has_optical(batch: ChipBatch) -> bool:
-    """Whether ``batch`` carries an optical modality."""
-    return OPTICAL in batch.modalities
