@@ -37,12 +37,12 @@ from embedder.tex.parts import (
     SIGNATURE,
     TEXTURE,
     RawParts,
-    _slot_values,
-    _transform,
     modality_specs,
     optical_slot_index,
     part_names,
     raw_parts,
+    slot_values,
+    transform_values,
 )
 
 PIXELS_PER_SOURCE = 200_000
@@ -140,7 +140,7 @@ def fit_pixel_model(batches: dict[str, ChipBatch], cfg: dict[str, Any]) -> dict[
         if spec.get("categorical"):
             continue
         per = [
-            _sample_pixels(_transform(_slot_values(b.modalities[name], spec), spec), PIXELS_PER_SOURCE)
+            _sample_pixels(transform_values(slot_values(b.modalities[name], spec), spec), PIXELS_PER_SOURCE)
             for b in batches.values()
             if name in b.modalities
         ]

@@ -84,7 +84,7 @@ def components(z: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.einsum("nshw,sk->nkhw", z, arrays["opt_pcs"].astype(np.float32))
 
 
-def _slot_values(mb: ModalityBatch, spec: dict[str, Any]) -> np.ndarray:
+def slot_values(mb: ModalityBatch, spec: dict[str, Any]) -> np.ndarray:
     """(N, S, H, W) values of a non-optical modality in its spec's slot order (NaN if absent)."""
     slots = spec["slots"]
     n, _, h, w = mb.data.shape
@@ -97,7 +97,7 @@ def _slot_values(mb: ModalityBatch, spec: dict[str, Any]) -> np.ndarray:
     return out
 
 
-def _transform(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+def transform_values(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     kind = spec.get("transform", "linear")
     if kind == "asinh":
         return np.arcsinh(x / float(spec["scale"]))
@@ -111,10 +111,10 @@ def modality_part(
 ) -> np.ndarray:
     """Raw part of a non-optical modality: class shares, or moments plus texture."""
     spec = modality_specs(config)[name]
-    x = _slot_values(mb, spec)
+    x = slot_values(mb, spec)
     if spec.get("categorical"):
         return class_fractions(x, [int(c) for c in spec["classes"]])
-    z = (_transform(x, spec) - arrays[f"{name}_px_mu"][None, :, None, None]) / arrays[f"{name}_px_sd"][
+    z = (transform_values(x, spec) - arrays[f"{name}_px_mu"][None, :, None, None]) / arrays[f"{name}_px_sd"][
         None, :, None, None
     ]
     return np.concatenate([pooled_stats(z), texture(z, config["levels"])], axis=1)
