@@ -98,6 +98,7 @@ def slot_values(mb: ModalityBatch, spec: dict[str, Any]) -> np.ndarray:
 
 
 def transform_values(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
+    """Values mapped by the spec's ``transform`` (``linear``, or ``asinh`` of ``x / scale``)."""
     kind = spec.get("transform", "linear")
     if kind == "asinh":
         return np.arcsinh(x / float(spec["scale"]))
