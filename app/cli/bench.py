@@ -33,10 +33,10 @@ def bench_build(out: Path, data: Path) -> int:
     import tempfile
 
     from embedder.build import build_db
-    from embedder.registry import available_embedders
+    from embedder.registry import available_embedders, takes_weights
 
     rows = []
-    for model in available_embedders():
+    for model in [m for m in available_embedders() if not takes_weights(m)]:  # pretrained: bench.plugins
         db = Path(tempfile.mkdtemp()) / "db"
         t = time.perf_counter()
         pattern = str(data / "eurosat_ms" / "tif" / "**" / "*.tif")
