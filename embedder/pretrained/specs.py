@@ -85,7 +85,7 @@ class InputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (database metadata, version hash)."""
-        return asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
