@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELP = "Run the benchmarks and write a JSON report."
 
-SUITES = ("build", "eval", "global", "search")
+SUITES = ("build", "eval", "global", "search", "plugins")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
             cmd += ["--model", "earthvec-tex"]
             size = ["--cells", "3000", "--draws", "2"] if args.quick else ["--train-steps", "120"]
             rc = _run(cmd + size)
+        elif suite == "plugins":
+            cmd = [py, "-m", "bench.plugins", "--threads", "2", "--out", str(out / "plugins.json")]
+            rc = _run(cmd + (["--chips", "16", "--batch-sizes", "8"] if args.quick else []))
         elif suite == "search":
             rc = _run(
                 [py, "-m", "bench.run", "--out", str(out / "search.json"), "--data", str(data / "eurosat_ms")]

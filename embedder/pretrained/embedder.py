@@ -171,10 +171,19 @@ class PretrainedEmbedder:
             x = prep.to_tensor(data[has], self.spec.input, self.device)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
+            out[rows[has]] = self._forward(x, dtype)
+        return out
+
+    def _forward(self, x: torch.Tensor, dtype: torch.dtype | None) -> np.ndarray:
+        # fp32 means fp32: cuDNN's TF32 convolutions (on by default) are switched off meanwhile
+        tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = tf32 and dtype is not None
+        try:
             with torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 z = self.net(x)
-            out[rows[has]] = z.float().cpu().numpy()
-        return out
+        finally:
+            torch.backends.cudnn.allow_tf32 = tf32
+        return z.float().cpu().numpy()
 
     def embed(self, batch: ChipBatch) -> np.ndarray:
         """Unit-length (N, dim) float32 vectors; chips without data get zero rows."""
