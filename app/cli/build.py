@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from embedder.interface import Embedder
@@ -136,8 +136,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def pretrained_embedder(model: str, weights: str | None, allow_download: bool) -> Embedder | None:
+def pretrained_embedder(
+    model: str, weights: str | None, allow_download: bool, **options: Any
+) -> Embedder | None:
     """The embedder with ``--weights`` loaded, or None when no weights were given (the registry default).
+
+    ``options`` (``device``, ``batch_size``, ``precision`` ...) go to the factory with the weights.
 
     Raises:
         EarthvecError: ``--weights``/``--allow-download`` given for a model with built-in weights.
@@ -152,7 +156,7 @@ def pretrained_embedder(model: str, weights: str | None, allow_download: bool) -
             f"--model {model} has its weights built in; --weights/--allow-download are for pretrained "
             "models such as --model ssl4eo-resnet50"
         )
-    return get_embedder(model, weights=weights, allow_download=allow_download)
+    return get_embedder(model, weights=weights, allow_download=allow_download, **options)
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
