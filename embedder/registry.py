@@ -41,8 +41,10 @@ def get_embedder(name: str = DEFAULT_MODEL, **kwargs: Any) -> Embedder:
     """Build the embedder registered as ``name``.
 
     Args:
-        name: registry name.
-        **kwargs: passed to the factory.
+        name: registry name, or ``family:arch`` for a registered ``family:`` factory
+            (``timm:resnet50``), which then gets ``arch=...``.
+        **kwargs: passed to the factory (pretrained models: ``weights``, ``allow_download``,
+            ``device``, ``precision``, ``batch_size``).
 
     Raises:
         EarthvecError: for an unknown name.
