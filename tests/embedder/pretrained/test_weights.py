@@ -144,3 +144,15 @@ def test_timm_plugin_needs_timm_or_says_how_to_install() -> None:
         pytest.skip("timm is importable here; test_timm_matches_the_ssl4eo_plugin covers it")
     with pytest.raises(WeightsError, match=r"timm:resnet50 with timm needs the timm package"):
         get_embedder("timm:resnet50", weights=__file__)
+
+
+def test_registry_maps_family_names_and_knows_which_models_take_weights() -> None:
+    from embedder.errors import EarthvecError
+    from embedder.registry import takes_weights
+
+    assert takes_weights("ssl4eo-resnet50") and takes_weights("timm:convnext_tiny")
+    assert not takes_weights("earthvec-tex")
+    with pytest.raises(WeightsError, match="name the timm architecture after the colon"):
+        get_embedder("timm:")
+    with pytest.raises(EarthvecError, match="unknown model 'nope:resnet50'"):
+        get_embedder("nope:resnet50")
