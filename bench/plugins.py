@@ -3,7 +3,8 @@
 Each row embeds the same real EuroSAT-MS chips (64 x 64 px, 13 bands, resized to the model's
 224 px input as the published transform does) with weights made here from a seed (throughput
 does not depend on the weights' values; nothing is downloaded). The first batch is a warm-up
-and is not timed. Run::
+and is not timed. ``chips/cpu-s`` divides by the process's CPU time (all threads): on a shared
+machine it says what the code does per core-second, whatever the other jobs take. Run::
 
     python -m bench.plugins --threads 2 --chips 64 --batch-sizes 1,8,32 --out plugins.json
 """
@@ -49,9 +50,9 @@ def measure(model: str, weights: Path, batch: ChipBatch, batch_size: int, precis
 
     emb: Any = get_embedder(model, weights=weights, batch_size=batch_size, precision=precision)
     emb.embed(batch.take(np.arange(min(batch_size, len(batch)))))  # warm-up
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     vecs = emb.embed(batch)
-    seconds = time.perf_counter() - t
+    seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - cpu
     assert vecs.shape == (len(batch), emb.dim)
     return {
         "model": model,
@@ -63,6 +64,8 @@ def measure(model: str, weights: Path, batch: ChipBatch, batch_size: int, precis
         "input_px": emb.spec.input.crop,
         "seconds": round(seconds, 3),
         "chips_per_s": round(len(batch) / seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "chips_per_cpu_s": round(len(batch) / cpu_seconds, 2),
     }
 
 
@@ -106,7 +109,7 @@ HEADER = (
 def _line(r: dict[str, Any]) -> str:
     return (
         f"{r['model']:18s} {r['device']:6s} {r['precision']:5s} {r['batch_size']:5d} {r['chips']:5d} "
-        f"{r['seconds']:8.2f} {r['chips_per_s']:8.2f}"
+        f"{r['seconds']:8.2f} {r['chips_per_s']:8.2f} {r['cpu_seconds']:8.2f} {r['chips_per_cpu_s']:11.2f}"
     )
 
 
