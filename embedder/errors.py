@@ -49,3 +49,11 @@ class SensorError(EarthvecError, KeyError):
 
 class SourceError(EarthvecError, ValueError):
     """A source specification, date window or catalogue query is malformed."""
+
+
+class WeightsError(EarthvecError, ValueError):
+    """Model weights cannot be found, fetched or loaded into the model's architecture."""
+
+
+class MissingBandError(EarthvecError, ValueError):
+    """Chips lack a band that a model needs (it is refused, never zero-filled)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELP = "Run the benchmarks and write a JSON report."
 
-SUITES = ("build", "eval", "global", "search")
+SUITES = ("build", "eval", "global", "search", "plugins")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,10 +33,10 @@ def bench_build(out: Path, data: Path) -> int:
     import tempfile
 
     from embedder.build import build_db
-    from embedder.registry import available_embedders
+    from embedder.registry import available_embedders, takes_weights
 
     rows = []
-    for model in available_embedders():
+    for model in [m for m in available_embedders() if not takes_weights(m)]:  # pretrained: bench.plugins
         db = Path(tempfile.mkdtemp()) / "db"
         t = time.perf_counter()
         pattern = str(data / "eurosat_ms" / "tif" / "**" / "*.tif")
@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
             cmd += ["--model", "earthvec-tex"]
             size = ["--cells", "3000", "--draws", "2"] if args.quick else ["--train-steps", "120"]
             rc = _run(cmd + size)
+        elif suite == "plugins":
+            cmd = [py, "-m", "bench.plugins", "--threads", "2", "--out", str(out / "plugins.json")]
+            rc = _run(cmd + (["--chips", "16", "--batch-sizes", "8"] if args.quick else []))
         elif suite == "search":
             rc = _run(
                 [py, "-m", "bench.run", "--out", str(out / "search.json"), "--data", str(data / "eurosat_ms")]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from embedder.interface import Embedder
 
 T = TypeVar("T")
 
@@ -42,6 +45,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-cloud", type=float, metavar="PCT", help="skip STAC items with eo:cloud_cover above")
     p.add_argument("--res", type=int, help="H3 resolution of the chips (default: matches the chip size)")
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
+    p.add_argument(
+        "--weights",
+        metavar="FILE_OR_NAME",
+        help="weights of a pretrained --model (ssl4eo-resnet50, ssl4eo-resnet18, timm:ARCH): a torch "
+        "state-dict file, or a published name (e.g. SENTINEL2_ALL_MOCO) found in the local cache",
+    )
+    p.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let --weights NAME download the published file once into the local cache",
+    )
     p.add_argument(
         "--mode",
         choices=["auto", "chip", "scene"],
@@ -86,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         return values[i] if len(values) > 1 else (values[0] if values else None)
 
     specs = [SourceSpec([src], pick(sensors, i), pick(bands, i)) for i, src in enumerate(sources)]
+    embedder = pretrained_embedder(args.model or DEFAULT_MODEL, args.weights, args.allow_download)
     if args.stac:
         from embedder.stac import StacQuery, stac_items
 
@@ -108,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         skip_empty=args.skip_empty,
         overwrite=args.overwrite,
         datetime_window=args.datetime,
+        embedder=embedder,
     )
     print(
         f"built {args.db}: {report.rows_written} rows written in {report.shards_written} shard(s), "
@@ -118,6 +134,29 @@ def run(args: argparse.Namespace) -> int:
         f"({report.rows_per_second:.0f} rows/s)"
     )
     return 0
+
+
+def pretrained_embedder(
+    model: str, weights: str | None, allow_download: bool, **options: Any
+) -> Embedder | None:
+    """The embedder with ``--weights`` loaded, or None when no weights were given (the registry default).
+
+    ``options`` (``device``, ``batch_size``, ``precision`` ...) go to the factory with the weights.
+
+    Raises:
+        EarthvecError: ``--weights``/``--allow-download`` given for a model with built-in weights.
+    """
+    from embedder.errors import EarthvecError
+    from embedder.registry import get_embedder, takes_weights
+
+    if not (weights or allow_download):
+        return None
+    if not takes_weights(model):
+        raise EarthvecError(
+            f"--model {model} has its weights built in; --weights/--allow-download are for pretrained "
+            "models such as --model ssl4eo-resnet50"
+        )
+    return get_embedder(model, weights=weights, allow_download=allow_download, **options)
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:
