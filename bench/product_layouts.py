@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import rasterio
 import shapely
-import shapely.ops
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
@@ -79,7 +78,8 @@ def _pixel_rows(
     """
     polys = cell_polygons(field.cells)
     to_dst = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
-    shapes = ((shapely.ops.transform(to_dst.transform, p), i) for i, p in enumerate(polys))
+    projected = shapely.transform(polys, lambda x, y: np.array(to_dst.transform(x, y)), interleaved=False)
+    shapes = ((p, i) for i, p in enumerate(projected))
     burnt = rasterize(shapes, out_shape=(height, width), transform=t, fill=-1, dtype="int32")
 
     def rows(r0: int, r1: int) -> np.ndarray:
@@ -172,6 +172,27 @@ def tessera_quantise(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(q, -127, 127).astype(np.int8), scale.astype(np.float32)
 
 
+def tessera_cells(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Int8 values and scales of raw (not unit length: a fixed random gain per cell) TESSERA-like vectors."""
+    gain = np.random.default_rng(SEED).uniform(2.0, 12.0, len(vectors))
+    return tessera_quantise(vectors * gain[:, None])
+
+
+def dequantised(kind: str, vectors: np.ndarray) -> np.ndarray:
+    """What a layout stores for unit ``vectors`` once read back (before pooling), renormalised.
+
+    ``kind``: ``aef`` (int8 sqrt scale), ``tessera`` (NPY, int8 x scale with the gain),
+    ``tessera-tiff`` (int8 x scale, stored de-quantised), anything else float32 as given.
+    """
+    if kind == "aef":
+        q = aef_quantise(vectors).astype(np.float64) / 127.5
+        return unit(np.sign(q) * q * q)
+    if kind in ("tessera", "tessera-tiff"):
+        q, sc = tessera_cells(vectors) if kind == "tessera" else tessera_quantise(vectors)
+        return unit(q.astype(np.float64) * sc[:, None])
+    return unit(vectors.astype(np.float32).astype(np.float64))
+
+
 def tessera_tile_grid(lon: float, lat: float) -> tuple[int, Affine, int, int]:
     """EPSG code, transform and size of a 0.1-degree tile centred at (lon, lat) on a 10 m UTM grid."""
     zone = int((lon + 180) // 6) + 1
@@ -194,9 +215,7 @@ def write_tessera_npy(
     scales = np.zeros((height, width), dtype=np.float32)
     land = np.zeros((height, width), dtype=np.uint8)
     rows = _pixel_rows(CRS.from_epsg(epsg), t, width, height, field)
-    rng = np.random.default_rng(SEED)
-    gain = rng.uniform(2.0, 12.0, len(field.cells))  # TESSERA vectors are not unit length
-    q_cell, s_cell = tessera_quantise(field.vectors * gain[:, None])  # every pixel of a cell holds its vector
+    q_cell, s_cell = tessera_cells(field.vectors)  # every pixel of a cell holds its cell's vector
     for r0 in range(0, height, ROW_BLOCK):
         r1 = min(r0 + ROW_BLOCK, height)
         idx = rows(r0, r1)
@@ -306,7 +325,10 @@ def write_majortom(
         geoms = shapely.to_wkb(chips.footprints[sl])
         keys = [f"{g!r}_{ts}_{p}" for g, p in zip(geoms, pids, strict=True)]
         uids = [hashlib.sha256(k.encode()).hexdigest() for k in keys]
-        grid = [f"{abs(r)}{'UD'[r < 0]}_{abs(c)}{'RL'[c < 0]}" for r, c in zip(rows_u, cols_r, strict=True)]
+        grid = [
+            f"{abs(r)}{'UD'[int(r < 0)]}_{abs(c)}{'RL'[int(c < 0)]}"
+            for r, c in zip(rows_u.tolist(), cols_r.tolist(), strict=True)
+        ]
         table = pa.table({
             "unique_id": uids,
             "embedding": pa.array(list(vecs[sl].astype(np.float32)), type=pa.list_(pa.float32())),
