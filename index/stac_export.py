@@ -142,8 +142,9 @@ def _write_data(path: Path, table: pa.Table, extra: dict[bytes, bytes]) -> None:
 
 
 def _footprint(cells: np.ndarray) -> tuple[dict[str, Any], list[float]]:
-    """GeoJSON geometry (convex hull of the cells) and bbox of a partition's rows."""
-    hull = shapely.convex_hull(shapely.union_all(h3grid.cell_polygons(cells)))
+    """GeoJSON geometry (convex hull of the cells' vertices) and bbox of a partition's rows."""
+    pts = np.concatenate(h3grid.cell_rings(cells))
+    hull = shapely.convex_hull(shapely.multipoints(pts))
     return shapely.geometry.mapping(hull), [float(v) for v in hull.bounds]
 
 
