@@ -31,6 +31,8 @@ class CVResult:
         block_resolution: H3 resolution of the blocks.
         fold_accuracy: accuracy of each fold.
         message: why CV was skipped or is weak, else empty.
+        balanced_accuracy: mean over classes of the share of that class's held-out seeds
+            predicted right (``None`` when CV was impossible).
     """
 
     accuracy: float | None
@@ -39,6 +41,7 @@ class CVResult:
     block_resolution: int
     fold_accuracy: list[float] = field(default_factory=list)
     message: str = ""
+    balanced_accuracy: float | None = None
 
 
 def block_folds(blocks: np.ndarray, n_folds: int) -> np.ndarray:
@@ -92,7 +95,8 @@ def spatial_cv(
     msg = ""
     if n_blocks < n_folds:
         msg = f"only {n_blocks} spatial blocks: {folds} folds instead of {n_folds}; the estimate is rough"
-    return CVResult(float(right.mean()), folds, n_blocks, block_res, per, msg)
+    balanced = float(np.mean([right[y == c].mean() for c in range(len(classes))]))
+    return CVResult(float(right.mean()), folds, n_blocks, block_res, per, msg, balanced)
 
 
 def curve_predictions(

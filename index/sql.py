@@ -4,7 +4,8 @@ Views:
 
 * ``embeddings``: every row of ``DB/embeddings`` (hive partitioned, so ``h3_parent`` is a
   column) with ``embedding`` cast to ``FLOAT[D]`` (array functions such as
-  ``array_inner_product`` need the fixed size);
+  ``array_inner_product`` need the fixed size); imported databases add ``count`` and
+  ``spread`` (pixels or chips pooled per row) when every file has them;
 * ``labels``: seed files stored in ``DB/labels`` (h3, lat, lon, label, file = file stem);
 * one view per label file, named by its stem (``modis_igbp``, ``koppen`` in a global
   database): that file's rows as stored (h3, label, label_name);
@@ -35,6 +36,7 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from embedder import contract, h3grid
 from embedder.contract import PYRAMID_DIR
@@ -170,7 +172,10 @@ def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
     files = contract.embedding_files(db)
     con = duckdb.connect(":memory:")
     register_h3(con)
-    cols = ", ".join(f'"{c}"' for c in contract.REQUIRED_COLUMNS if c != contract.EMBEDDING)
+    names = [c for c in contract.REQUIRED_COLUMNS if c != contract.EMBEDDING]
+    schemas = [pq.read_schema(f).names for f in files]
+    names += [c for c in (contract.COUNT, contract.SPREAD) if all(c in s for s in schemas)]  # imported rows
+    cols = ", ".join(f'"{c}"' for c in names)
     con.execute(
         f"CREATE VIEW embeddings AS SELECT {cols}, "
         f'"{contract.EMBEDDING}"::FLOAT[{meta.dim}] AS "{contract.EMBEDDING}", '

@@ -44,3 +44,25 @@ def ben_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     db = tmp_path_factory.mktemp("ben") / "db"
     build_db(db, [SourceSpec([BEN_S2_GLOB]), SourceSpec([BEN_S1_GLOB])], model="stats")
     return db
+
+
+@pytest.fixture(scope="session")
+def tex_l8(tmp_path_factory: pytest.TempPathFactory):  # -> bench.import_roundtrip.Native
+    """The Landsat-8 scene embedded with earthvec-tex at H3 res 8 (457 cells; read-only!)."""
+    from bench.import_roundtrip import read_native
+    from embedder.build import build_db
+
+    db = tmp_path_factory.mktemp("tex_l8") / "db"
+    build_db(db, [LANDSAT_GLOB], res=8, model="earthvec-tex")
+    return read_native(db)
+
+
+@pytest.fixture(scope="session")
+def tex_eurosat(tmp_path_factory: pytest.TempPathFactory):  # -> bench.import_roundtrip.Native
+    """The 369 EuroSAT chips embedded with earthvec-tex at H3 res 8 (read-only!)."""
+    from bench.import_roundtrip import read_native
+    from embedder.build import build_db
+
+    db = tmp_path_factory.mktemp("tex_eurosat") / "db"
+    build_db(db, [EUROSAT_GLOB], sensor="sentinel2-l1c-eurosat", res=8, model="earthvec-tex")
+    return read_native(db)

@@ -29,7 +29,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("earthvec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("embedder/weights/earthvec-mm.pt", "embedder/sensors.json", "embedder/globe/layers.json",
-                    "embedder/globe/igbp.csv", "app/streamlit_app.py", "bench/run.py"):  # fmt: skip
+                    "embedder/globe/igbp.csv", "app/streamlit_app.py", "bench/run.py",
+                    "embedder/importers/products.json",
+                    "embedder/contract/stac_embeddings_v0.0.1.json"):  # fmt: skip
         assert shipped in names, f"{shipped} is not in the wheel"
 
     # a fresh venv sees the checkout venv's dependencies (a .pth line) but not the checkout itself

@@ -23,7 +23,12 @@ COMMANDS: dict[str, str] = {
     "eval": "Evaluate embedders with kNN/linear probes and few-shot curves.",
     "demo": "Build the demo databases from data/ and print example results.",
     "bench": "Run the benchmarks and write a JSON report.",
+    "import": "Import another product's embeddings (Satellite Embedding, TESSERA, Major TOM, Clay, ...).",
+    "export": "Export a database as GeoParquet with an emb block and a STAC catalogue.",
+    "compare": "Compare two databases of one place with the same spatially blocked kNN probe.",
 }
+MODULES: dict[str, str] = {"import": "import_"}
+"""Commands whose module name differs from the command (``import`` is a Python keyword)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -75,10 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    modname = f"app.cli.{MODULES.get(name, name)}"
     try:
-        module = importlib.import_module(f"app.cli.{name}")
+        module = importlib.import_module(modname)
     except ModuleNotFoundError as exc:
-        if exc.name == f"app.cli.{name}":
+        if exc.name == modname:
             print(f"earthvec: command {name!r} is not available in this version", file=sys.stderr)
             return 2
         raise

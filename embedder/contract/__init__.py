@@ -10,7 +10,9 @@ itself. The sub-modules hold one idea each:
 * :mod:`~embedder.contract.geo`: the one GeoParquet 1.1 writer (``bbox`` covering column);
 * :mod:`~embedder.contract.sidecar`: the FAISS index sidecar and the dataset fingerprint;
 * :mod:`~embedder.contract.manifest`: the build record ``DB/build.json``;
-* :mod:`~embedder.contract.io`: atomic writes.
+* :mod:`~embedder.contract.io`: atomic writes;
+* :mod:`~embedder.contract.imports`: pooling columns and provenance of imported rows;
+* :mod:`~embedder.contract.emb`: the ``emb`` footer block and STAC ``emb:`` fields of exports.
 
 ``from embedder import contract`` then ``contract.H3``, ``contract.read_meta(db)`` ... keeps
 working: the names are re-exported here.
@@ -39,10 +41,12 @@ from embedder.contract.geo import (
     to_geoparquet,
     with_bbox_field,
 )
+from embedder.contract.imports import import_metadata, with_import_metadata, with_pooling_columns
 from embedder.contract.io import atomic_write_bytes, copy_atomic, temp_path, utcnow, write_table_atomic
 from embedder.contract.layout import (
     BUILD_STATE,
     EMBEDDINGS_DIR,
+    IMPORT_STATE,
     INDEX_DIR,
     LABELS_DIR,
     PREDICTIONS_DIR,
@@ -62,12 +66,14 @@ from embedder.contract.sidecar import Sidecar, file_signature, file_signatures, 
 from embedder.contract.tables import label_layer_schema, prediction_schema, pyramid_schema, seeds_schema
 
 __all__ = [
-    "BBOX_FIELDS", "BBOX_TYPE", "BUILD_STATE", "EMBEDDINGS_DIR", "INDEX_DIR", "LABELS_DIR",
+    "BBOX_FIELDS", "BBOX_TYPE", "BUILD_STATE", "EMBEDDINGS_DIR", "IMPORT_STATE", "INDEX_DIR", "LABELS_DIR",
     "PREDICTIONS_DIR", "PYRAMID_DIR", "REQUIRED_COLUMNS", "SIDECAR_NAME", "BuildReport", "DatasetMeta",
     "Sidecar", "add_bbox", "arrow_schema", "atomic_write_bytes", "bbox_array", "copy_atomic",
     "embedding_files", "embeddings_dir", "embeddings_matrix", "ensure_compatible", "file_signature",
-    "file_signatures", "find_databases", "fingerprint", "geo_metadata", "geo_schema", "index_dir",
+    "file_signatures", "find_databases", "fingerprint", "geo_metadata", "geo_schema", "import_metadata",
+    "index_dir",
     "label_layer_schema", "labels_dir", "level_path", "make_table", "open_dataset", "predictions_dir",
     "prediction_schema", "pyramid_schema", "read_meta", "read_table", "seeds_schema", "shard_path",
-    "temp_path", "to_geoparquet", "utcnow", "validate_schema", "with_bbox_field", "write_table_atomic",
+    "temp_path", "to_geoparquet", "utcnow", "validate_schema", "with_bbox_field", "with_import_metadata",
+    "with_pooling_columns", "write_table_atomic",
 ]  # fmt: skip

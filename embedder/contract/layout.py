@@ -8,6 +8,7 @@ A database (``DB``) is a folder::
     DB/predictions/<name>.parquet                           kNN maps
     DB/pyramid/res=<r>.parquet                              parent aggregates
     DB/build.json                                           the last build's record
+    DB/import.json                                          the last import's record
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LABELS_DIR = "labels"
 PREDICTIONS_DIR = "predictions"
 PYRAMID_DIR = "pyramid"
 BUILD_STATE = "build.json"
+IMPORT_STATE = "import.json"
 SIDECAR_NAME = "index.json"
 
 
