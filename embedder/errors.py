@@ -49,3 +49,11 @@ class SensorError(EarthvecError, KeyError):
 
 class SourceError(EarthvecError, ValueError):
     """A source specification, date window or catalogue query is malformed."""
+
+
+class DatabaseLockedError(EarthvecError, BlockingIOError):
+    """Another process is writing the database and the caller asked not to wait (``--no-wait``)."""
+
+
+class StaleDataError(EarthvecError, ValueError):
+    """Derived data (index, pyramid level, prediction map) was made from other embeddings or another model."""
