@@ -20,7 +20,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -165,6 +165,7 @@ def build_db(
     tx: Transaction | None = None,
     wait: bool = True,
     command: str = "",
+    finish: Callable[[Transaction], object] | None = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -190,6 +191,8 @@ def build_db(
             by default the build opens one and commits it.
         wait: wait for another writer of ``db`` (False: fail at once, ``--no-wait``).
         command: what runs (shown to other writers; recorded in the manifest).
+        finish: called with the transaction after the shards, before the commit (the CLI
+            builds the index of the new generation there, so both are published together).
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
@@ -237,6 +240,8 @@ def build_db(
     if tx is None:  # the build is its own transaction: planned first, so bad input writes nothing
         with Transaction(db, command or "build_db", replace=overwrite, wait=wait) as own:
             _run(own, meta, rows, espec, report, min_valid, skip_empty, workers)
+            if finish is not None:
+                finish(own)
             published = own.commit()
             report.generation, report.rows_total = published.generation, published.rows
             report.seconds = time.perf_counter() - t0

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 
 from embedder import contract
 from embedder.contract import PYRAMID_DIR, Sidecar, index_dir
+from index.pyramid import level_state
 from index.store import index_state
 
 
@@ -17,7 +18,8 @@ def db_info(db: str | Path) -> dict[str, Any]:
     """Describe ``db`` without building anything.
 
     Returns:
-        JSON-able dict: ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
+        JSON-able dict: ``generation`` (0: a folder without a manifest), ``fingerprint``,
+        ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
         ``dim``, ``h3_resolution``, ``partition_resolution``, ``datetime_min/max``,
         ``dated_rows``, ``modalities``, ``sensors``, ``index`` (state, factory, count),
         ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and ``predictions`` (file names).
@@ -27,6 +29,11 @@ def db_info(db: str | Path) -> dict[str, Any]:
         ModelMismatchError: the files mix model versions.
     """
     db = Path(db)
+    with contract.pinned(db) as snap:
+        return _info(db, snap)
+
+
+def _info(db: Path, snap: contract.Snapshot) -> dict[str, Any]:
     meta = contract.read_meta(db)
     files = contract.embedding_files(db)
     t = contract.read_table(
@@ -36,8 +43,11 @@ def db_info(db: str | Path) -> dict[str, Any]:
     mm = pc.min_max(dt).as_py() if t.num_rows else {"min": None, "max": None}
     sc = Sidecar.load(db)
     state = index_state(db)
+    levels = sorted(int(p.stem.split("=", 1)[1]) for p in (db / PYRAMID_DIR).glob("res=*.parquet"))
     out: dict[str, Any] = {
         "db": str(db),
+        "generation": snap.generation,
+        "fingerprint": snap.fingerprint,
         "rows": t.num_rows,
         "cells": int(len(np.unique(t.column(contract.H3).to_numpy()))),
         "partitions": len({f.parent.name for f in files}),
@@ -60,7 +70,8 @@ def db_info(db: str | Path) -> dict[str, Any]:
             "model": sc.model if sc else None,
             "built_at": sc.built_at if sc else None,
         },
-        "pyramid": sorted(int(p.stem.split("=", 1)[1]) for p in (db / PYRAMID_DIR).glob("res=*.parquet")),
+        "pyramid": levels,
+        "stale_pyramid": [r for r in levels if level_state(db, r) == "stale"],
         "labels": _names(db / contract.LABELS_DIR),
         "predictions": _names(db / contract.PREDICTIONS_DIR),
     }

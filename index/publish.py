@@ -27,7 +27,7 @@ import pyarrow as pa
 from embedder import contract
 from embedder.contract import Derived, Sidecar, index_dir
 from embedder.contract.manifest import INDEX
-from embedder.storage import DbLock, Transaction, origin, publish_derived
+from embedder.storage import DbLock, Transaction, derived_entry, publish_derived
 from embedder.storage.lock import DatabaseLockedError
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def write_files(db: Path, index: faiss.Index, rows: pa.Table, sc: Sidecar) -> li
 
 def entry(sc: Sidecar, files: list[str], snap: contract.Snapshot) -> Derived:
     """The manifest entry of an index built from ``snap``."""
-    return Derived(INDEX, files, info={"sidecar": sc.to_dict()}, **origin(snap, sc.model))  # type: ignore[arg-type]
+    return derived_entry(INDEX, files, snap, sc.model, {"sidecar": sc.to_dict()})
 
 
 def store(
@@ -61,8 +61,7 @@ def store(
         return (
             publish_derived(
                 db,
-                INDEX,
-                entry(sc, paths, snap),
+                {INDEX: entry(sc, paths, snap)},
                 command="earthvec index",
                 wait=wait,
                 write=lambda: write_files(db, index, rows, sc),
@@ -85,17 +84,33 @@ def store(
         return False
 
 
-def index_into(tx: Transaction, *, factory: str | None = None, progress: bool = True) -> Sidecar:
-    """Build the index of the generation ``tx`` will publish and add it to ``tx``.
+def index_into(tx: Transaction, *, factory: str | None = None, progress: bool = True) -> Sidecar | None:
+    """Build (or update) the index of the generation ``tx`` will publish and add it to ``tx``.
+
+    The base generation's index is updated partition by partition when it loads and its
+    structure allows removal, else the index is built afresh; nothing is done when the
+    index already matches (a build that changed nothing) or there are no embeddings.
 
     Returns:
-        The new index's sidecar.
+        The new index's sidecar, or None when nothing was done.
     """
-    from index.store import build_index
+    from index.store import build_index, load_stored, update_index
 
     snap = tx.pending_snapshot()
+    m = snap.manifest
+    if m is None or not snap.files:
+        return None
     with contract.pinned(tx.db, snap):
-        vi = build_index(tx.db, factory=factory, progress=progress, publish=False)
+        old = Sidecar.load(tx.db)
+        fits = old is not None and old.model == m.model and old.dim == m.dim and factory is None
+        if fits and old is not None and old.fingerprint == snap.fingerprint:
+            return None
+        loaded = load_stored(tx.db, old) if fits and old is not None else None
+        if loaded is not None:
+            meta = contract.read_meta(tx.db)
+            vi = update_index(loaded, snap.signatures(), meta, progress=progress, publish=False)
+        else:
+            vi = build_index(tx.db, factory=factory, progress=progress, publish=False)
     sc = vi.sidecar
     files = write_files(tx.db, vi.index, vi.rows, sc)
     tx.put_derived(INDEX, entry(sc, files, snap))

@@ -258,7 +258,7 @@ def _open(
     if sc is None or rebuild or (want and want != sc.factory):
         return build_index(db, factory=want, progress=progress, wait=False)
     check_model(db, sc, meta)
-    loaded = _load(db, sc)
+    loaded = load_stored(db, sc)
     if loaded is None:
         if rebuild is False:
             raise IndexMismatchError(f"{index_dir(db)} is incomplete; {hint}")
@@ -273,7 +273,8 @@ def _open(
     return update_index(loaded, snap.signatures(), meta, progress=progress, wait=False)
 
 
-def _load(db: Path, sc: Sidecar) -> VectorIndex | None:
+def load_stored(db: Path, sc: Sidecar) -> VectorIndex | None:
+    """The stored index ``sc`` names, or None when its files are missing or incomplete."""
     folder = index_dir(db)
     ipath, rpath = folder / sc.index_file, folder / sc.rows_file
     if not (sc.index_file and ipath.exists() and rpath.exists()):
@@ -299,6 +300,7 @@ def update_index(
     *,
     progress: bool = False,
     wait: bool = True,
+    publish: bool = True,
 ) -> VectorIndex:
     """Bring a stale index up to date by re-indexing only the changed partitions.
 
@@ -308,7 +310,7 @@ def update_index(
     file signatures of the pinned snapshot the update reads.
     """
     with contract.pinned(vi.db) as snap:
-        return _update(vi, sigs, meta, snap, progress, wait)
+        return _update(vi, sigs, meta, snap, progress, wait, publish)
 
 
 def _update(
@@ -318,12 +320,13 @@ def _update(
     snap: contract.Snapshot,
     progress: bool,
     wait: bool,
+    publish: bool,
 ) -> VectorIndex:
     parts = changed_partitions(vi.sidecar.files, sigs)
     vi._order = RowOrder()  # the views into the index below go stale when it changes
     if not fac.supports_remove(vi.index) or not vi.index.is_trained:
         log.info("embeddings changed in %d partition(s); rebuilding the index", len(parts))
-        return build_index(vi.db, factory=vi.sidecar.factory, progress=progress, wait=wait)
+        return build_index(vi.db, factory=vi.sidecar.factory, progress=progress, wait=wait, publish=publish)
     log.info("embeddings changed in %d partition(s); updating the index", len(parts))
     index = vi.index
     keep = np.ones(len(vi.ids), dtype=bool)
@@ -346,4 +349,4 @@ def _update(
         index.add_with_ids(contract.embeddings_matrix(table), ids.astype(np.int64))
         tables.append(table.select(ATTR_COLUMNS))
     rows = _sorted_rows(tables)
-    return _save(vi.db, index, rows, meta, vi.sidecar.factory, sigs, multi, snap, publish=True, wait=wait)
+    return _save(vi.db, index, rows, meta, vi.sidecar.factory, sigs, multi, snap, publish=publish, wait=wait)

@@ -19,7 +19,7 @@ majority Koppen climate zone of every cell to ``DB/labels/koppen.parquet``::
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from embedder.h3grid import cell_to_str
 from embedder.registry import DEFAULT_MODEL, Embedder, config_hash, model_id
 from embedder.runner import run_local
 from embedder.shard import EmbedderSpec, ShardResult, choose_batch_size
-from embedder.storage import Transaction, origin
+from embedder.storage import Transaction, derived_entry
 
 __all__ = [
     "BLOCK_CELLS",
@@ -103,6 +103,7 @@ def build_global_db(
     tx: Transaction | None = None,
     wait: bool = True,
     command: str = "",
+    finish: Callable[[Transaction], object] | None = None,
 ) -> BuildReport:
     """Build (or resume) a global database from the whole-Earth layers.
 
@@ -126,6 +127,8 @@ def build_global_db(
         tx: an open :class:`~embedder.storage.Transaction` to write into (the caller commits).
         wait: wait for another writer of ``db`` (False: fail at once).
         command: what runs (shown to other writers; recorded in the manifest).
+        finish: called with the transaction after the shards, before the commit (the CLI
+            builds the index of the new generation there, so both are published together).
 
     Returns:
         A :class:`~embedder.build.BuildReport`, also written to ``DB/build.json``.
@@ -148,6 +151,8 @@ def build_global_db(
     if tx is None:
         with Transaction(db, command or "build_global_db", replace=overwrite, wait=wait) as own:
             _run(own, layers, espec, meta, report, limit, land_only, workers, progress)
+            if finish is not None:
+                finish(own)
             published = own.commit()
             report.generation, report.rows_total = published.generation, published.rows
             report.seconds = time.perf_counter() - t0
@@ -215,4 +220,4 @@ def _run(
         ):
             contract.write_table_atomic(table, path)
             rel = path.relative_to(tx.db).as_posix()
-            tx.put_derived(rel, contract.Derived(LABELS, [rel], **origin(snap, report.model)))
+            tx.put_derived(rel, derived_entry(LABELS, [rel], snap, report.model))

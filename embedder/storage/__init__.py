@@ -13,7 +13,7 @@ changing published files (a rebuild or resume detects it by checksum), or lockin
 hosts on network file systems.
 """
 
-from embedder.storage.derived import origin, publish_derived
+from embedder.storage.derived import derived_entry, derived_writer, origin, publish_derived
 from embedder.storage.lock import DatabaseLockedError, DbLock, forget_inherited_locks, held_by_me, read_holder
 from embedder.storage.shardfile import ShardTarget, entry_of, upsert, verify, write_shard_file
 from embedder.storage.sweep import adopt, sweep
@@ -25,6 +25,8 @@ __all__ = [
     "ShardTarget",
     "Transaction",
     "adopt",
+    "derived_entry",
+    "derived_writer",
     "entry_of",
     "forget_inherited_locks",
     "held_by_me",

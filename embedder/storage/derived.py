@@ -12,8 +12,10 @@ transaction commits (readers of the previous generation can finish).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from embedder import contract
 from embedder.contract import Derived, Manifest
@@ -24,26 +26,46 @@ from embedder.storage.sweep import sweep
 log = logging.getLogger(__name__)
 
 
-def origin(snap: contract.Snapshot, model: str) -> dict[str, object]:
+def origin(snap: contract.Snapshot, model: str) -> dict[str, Any]:
     """What derived data records about where it came from (also stored in its files)."""
     return {"generation": snap.generation, "fingerprint": snap.fingerprint, "model": model}
 
 
+def derived_entry(
+    kind: str, files: list[str], snap: contract.Snapshot, model: str, info: dict[str, Any] | None = None
+) -> Derived:
+    """The manifest entry of derived data made from ``snap``."""
+    return Derived(kind, files, snap.generation, snap.fingerprint, model, info or {})
+
+
+@contextmanager
+def derived_writer(db: str | Path, command: str = "", *, wait: bool = True) -> Iterator[contract.Snapshot]:
+    """Hold the lock of ``db`` and pin its current generation (for fixed-name derived files).
+
+    Files written inside are made from the pinned generation, which cannot change while
+    the lock is held; publish their entries with :func:`publish_derived` before leaving.
+
+    Raises:
+        DatabaseLockedError: another writer holds the lock and ``wait`` is false.
+    """
+    with DbLock(db, command, wait=wait), contract.pinned(db, contract.load_snapshot(db)) as snap:
+        yield snap
+
+
 def publish_derived(
     db: str | Path,
-    name: str,
-    derived: Derived,
+    entries: dict[str, Derived],
     *,
     command: str = "",
     wait: bool = True,
     write: Callable[[], object] | None = None,
 ) -> Manifest | None:
-    """Publish ``derived`` under ``name`` in a new manifest generation.
+    """Publish derived entries in a new manifest generation.
 
     Args:
         db: database folder (with a manifest).
-        name: entry name, e.g. ``"index"``, ``"pyramid/res=5"``, ``"predictions/map.parquet"``.
-        derived: the entry; ``derived.fingerprint`` must match the published embeddings.
+        entries: name -> entry, e.g. ``"index"``, ``"pyramid/res=5.parquet"``; each entry's
+            ``fingerprint`` must match the published embeddings.
         command: recorded in the lock and the manifest.
         wait: wait for another writer (False: give up at once and return ``None``).
         write: optional callable run under the lock before publishing (writes the files of
@@ -56,17 +78,17 @@ def publish_derived(
     try:
         lock = DbLock(db, command, wait=wait).acquire()
     except DatabaseLockedError as exc:
-        log.info("not publishing %s: %s", name, exc)
+        log.info("not publishing %s: %s", ", ".join(entries), exc)
         return None
     try:
         m = contract.read_manifest(db)
-        if m is None or m.fingerprint != derived.fingerprint:
-            log.info("not publishing %s of %s: the embeddings changed since it was made", name, db)
+        if m is None or any(d.fingerprint != m.fingerprint for d in entries.values()):
+            log.info("not publishing %s of %s: the embeddings changed since", ", ".join(entries), db)
             return None
         if write is not None:
             write()
         new = Manifest(
-            **{**m.__dict__, "generation": m.generation + 1, "derived": {**m.derived, name: derived}}
+            **{**m.__dict__, "generation": m.generation + 1, "derived": {**m.derived, **entries}}
         )
         new.created, new.command = contract.utcnow(), command or m.command
         new.retired = sorted((set(m.retired) | m.paths()) - new.paths())  # kept until the next build
