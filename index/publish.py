@@ -27,6 +27,7 @@ import pyarrow as pa
 from embedder import contract
 from embedder.contract import Derived, Sidecar, index_dir
 from embedder.contract.manifest import INDEX
+from embedder.faults import crash_point
 from embedder.storage import DbLock, Transaction, derived_entry, publish_derived
 from embedder.storage.lock import DatabaseLockedError
 
@@ -113,5 +114,6 @@ def index_into(tx: Transaction, *, factory: str | None = None, progress: bool = 
             vi = build_index(tx.db, factory=factory, progress=progress, publish=False)
     sc = vi.sidecar
     files = write_files(tx.db, vi.index, vi.rows, sc)
+    crash_point("index-written")
     tx.put_derived(INDEX, entry(sc, files, snap))
     return sc

@@ -19,6 +19,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedder.faults import crash_point
+
 COMPRESSION = "zstd"
 TMP_SUFFIX = ".tmp"
 
@@ -69,6 +71,7 @@ def make_dirs(path: Path) -> None:
 def publish_file(tmp: Path, path: Path) -> None:
     """Flush ``tmp``, move it onto ``path`` and flush the folder (the durable rename)."""
     fsync_file(tmp)
+    crash_point("tmp-written")
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

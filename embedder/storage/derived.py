@@ -19,6 +19,7 @@ from typing import Any
 
 from embedder import contract
 from embedder.contract import Derived, Manifest
+from embedder.faults import crash_point
 from embedder.storage.journal import read_journals
 from embedder.storage.lock import DatabaseLockedError, DbLock
 from embedder.storage.sweep import sweep
@@ -93,6 +94,7 @@ def publish_derived(
         new.created, new.command = contract.utcnow(), command or m.command
         new.retired = sorted((set(m.retired) | m.paths()) - new.paths())  # kept until the next build
         contract.write_manifest(db, new)
+        crash_point("published")
         protect = {r.file.path for _, _, recs in read_journals(db) for r in recs if r.file is not None}
         sweep(db, new, [], protect)
         return new

@@ -37,6 +37,7 @@ from embedder import contract
 from embedder.contract import Derived, Manifest, Partition, ShardRecord
 from embedder.contract.writer import JournalHeader
 from embedder.errors import EarthvecError, ModelMismatchError, SchemaError
+from embedder.faults import crash_point
 from embedder.storage.journal import Journal, read_journals
 from embedder.storage.lock import DbLock
 from embedder.storage.shardfile import ShardTarget, target_path, verify, write_shard_file
@@ -180,8 +181,10 @@ class Transaction:
                 tx = f"{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
                 header = JournalHeader(tx, self.generation, self.replace, self.command)
                 self._journal = Journal(self.db, header)
+            crash_point("shard-written")
             self._journal.append(record)
             self.records[record.partition] = record
+        crash_point("journaled")
 
     def write_shard(
         self,
@@ -211,13 +214,12 @@ class Transaction:
             and meta is not None
             and (base.model, base.h3_resolution) != (meta.model, meta.h3_resolution)
         )
-        parts = copy.deepcopy(self._live_base().partitions) if self._live_base() else {}
+        live = self._live_base()
+        parts = copy.deepcopy(live.partitions) if live is not None else {}
         for p, rec in self.records.items():
             parts[p] = Partition(rec.key, [rec.file] if rec.file else [])
         derived = dict(base.derived) if keep_derived and base is not None else {}
         derived.update(self.derived)
-        src = meta or base
-        assert src is not None
         if meta is not None:
             model, dim, res, prt = meta.model, meta.dim, meta.h3_resolution, meta.partition_resolution
         else:
@@ -262,6 +264,7 @@ class Transaction:
             new.retired = sorted((old - new.paths()) - gone_derived)
             dropped = sorted(gone_derived)
         contract.write_manifest(self.db, new)
+        crash_point("published")
         self.published = new
         if self._journal is not None:
             self._journal.close()
@@ -269,6 +272,7 @@ class Transaction:
         for rel in dropped:  # derived data of a replaced model: stale, removed now
             (self.db / rel).unlink(missing_ok=True)
         n = sweep(self.db, new, journals)
+        crash_point("swept")
         log.info(
             "published %s generation %d (%d rows); swept %d file(s)", self.db, new.generation, new.rows, n
         )
