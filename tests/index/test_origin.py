@@ -67,7 +67,8 @@ def test_overwrite_with_another_model_removes_the_old_models_derived_data(tmp_pa
     old = contract.read_manifest(db)
     old_files = [db / p for d in old.derived.values() for p in d.files]
     assert len(old_files) >= 4 and all(p.exists() for p in old_files)
-    build_db(db, [str(TIF / "Forest" / "*.tif")], sensor="sentinel2-l1c-eurosat", embedder=_Other(), overwrite=True)
+    src = [str(TIF / "Forest" / "*.tif")]
+    build_db(db, src, sensor="sentinel2-l1c-eurosat", embedder=_Other(), overwrite=True)
     new = contract.read_manifest(db)
     assert new.model.endswith("@0000000other") and new.derived == {}
     assert not any(p.exists() for p in old_files)  # stale: swept right after the publish
