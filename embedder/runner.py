@@ -54,7 +54,7 @@ def _run_pool(
             raise value
         on_result(value)
 
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+    with embedder.share_with_forks(), mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
         for spec in specs:
             pool.apply_async(
                 run_shard,

@@ -17,6 +17,8 @@ chips on CPU, 2048 on a CUDA device), applied once to the build and to the embed
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -95,33 +97,47 @@ class EmbedderSpec:
         Raises:
             EarthvecError: unknown model, or ``device`` given for a model without devices.
         """
+        if self.instance is not None:  # the caller's own object: not cached (forks: share_with_forks)
+            if hasattr(self.instance, "batch_size"):
+                self.instance.batch_size = self.batch_size
+            return self.instance
         key = self._key()
-        if key in _LOADED:
-            return _LOADED[key]
-        emb = self.instance
-        if emb is None:
-            from embedder.registry import get_embedder
-
-            kwargs = dict(self.options)
-            if self.device is None:
-                emb = get_embedder(self.model, **kwargs)
-            else:
-                try:
-                    emb = get_embedder(self.model, **kwargs, device=self.device)
-                except TypeError as exc:  # a numpy embedder has no device
-                    if str(self.device) != "cpu":
-                        raise EarthvecError(
-                            f"model {self.model} runs on the CPU only (numpy); drop --device {self.device}"
-                        ) from exc
-                    emb = get_embedder(self.model, **kwargs)
-                if str(self.device) != "cpu" and not hasattr(emb, "device"):
-                    raise EarthvecError(
-                        f"model {self.model} runs on the CPU only (numpy); drop --device {self.device}"
-                    )
+        emb = _LOADED[key] if key in _LOADED else self._build()
         if hasattr(emb, "batch_size"):
             emb.batch_size = self.batch_size  # one batch size: the embedder's own loop follows it
         _LOADED[key] = emb
         return emb
+
+    def _build(self) -> Embedder:
+        from embedder.registry import get_embedder
+
+        kwargs = dict(self.options)
+        if self.device is None:
+            return get_embedder(self.model, **kwargs)
+        cpu_only = EarthvecError(
+            f"model {self.model} runs on the CPU only (numpy): drop --device {self.device}"
+        )
+        try:
+            emb = get_embedder(self.model, **kwargs, device=self.device)
+        except TypeError as exc:  # a numpy embedder has no device
+            if str(self.device) != "cpu":
+                raise cpu_only from exc
+            emb = get_embedder(self.model, **kwargs)
+        if str(self.device) != "cpu" and not hasattr(emb, "device"):
+            raise cpu_only
+        return emb
+
+    @contextmanager
+    def share_with_forks(self) -> Iterator[None]:
+        """Make an embedder instance findable by workers forked inside this block."""
+        if self.instance is None:
+            yield
+            return
+        _LOADED[self._key()] = self.instance
+        try:
+            yield
+        finally:
+            _LOADED.pop(self._key(), None)
 
 
 @dataclass
