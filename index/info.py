@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from embedder import contract
 from embedder.contract import PYRAMID_DIR, Sidecar, index_dir
@@ -22,7 +24,9 @@ def db_info(db: str | Path) -> dict[str, Any]:
         ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
         ``dim``, ``h3_resolution``, ``partition_resolution``, ``datetime_min/max``,
         ``dated_rows``, ``modalities``, ``sensors``, ``index`` (state, factory, count),
-        ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and ``predictions`` (file names).
+        ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and
+        ``predictions`` (file names), ``stale_pyramid`` and ``stale_predictions`` (made from
+        other embeddings: rebuild them).
 
     Raises:
         InputNotFoundError: no embeddings in ``db``.
@@ -74,6 +78,7 @@ def _info(db: Path, snap: contract.Snapshot) -> dict[str, Any]:
         "stale_pyramid": [r for r in levels if level_state(db, r) == "stale"],
         "labels": _names(db / contract.LABELS_DIR),
         "predictions": _names(db / contract.PREDICTIONS_DIR),
+        "stale_predictions": _stale_maps(db, snap),
     }
     return out
 
@@ -84,6 +89,17 @@ def _counts(col: Any) -> dict[str, int]:
         return {}
     vc = pc.value_counts(flat).to_pylist()
     return {str(d["values"]): int(d["counts"]) for d in sorted(vc, key=lambda d: str(d["values"]))}
+
+
+def _stale_maps(db: Path, snap: contract.Snapshot) -> list[str]:
+    """Prediction maps made from other embeddings than the snapshot's (or of unknown origin)."""
+    out = []
+    for name in _names(db / contract.PREDICTIONS_DIR):
+        meta = pq.read_schema(db / contract.PREDICTIONS_DIR / name).metadata or {}
+        made = json.loads(meta.get(contract.LABELS_META_KEY, b"{}"))
+        if made.get("fingerprint") != snap.fingerprint:
+            out.append(name)
+    return out
 
 
 def _names(folder: Path) -> list[str]:

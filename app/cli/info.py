@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=1))
         return 0
     ix = info["index"]
-    stale = set(info["stale_pyramid"])
+    stale, old_maps = set(info["stale_pyramid"]), set(info["stale_predictions"])
     lines = [
         ("database", info["db"] + (f" (generation {info['generation']})" if info["generation"] else "")),
         ("model", f"{info['model']} (dim {info['dim']})"),
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         ("pyramid", ", ".join(f"res {r}" + (" (stale)" * (r in stale)) for r in info["pyramid"]) or "-"),
         ("labels", ", ".join(info["labels"]) or "-"),
-        ("predictions", ", ".join(info["predictions"]) or "-"),
+        ("predictions", ", ".join(p + " (stale)" * (p in old_maps) for p in info["predictions"]) or "-"),
     ]
     for key, val in lines:
         print(f"{key:20s} {val}")

@@ -13,6 +13,7 @@ from embedder import contract
 from embedder.baseline import ChannelStats
 from embedder.build import build_db
 from embedder.errors import IndexMismatchError, StaleDataError
+from index.info import db_info
 from index.label import label_db
 from index.publish import index_into
 from index.pyramid import build_pyramid, level_state, read_level
@@ -56,6 +57,8 @@ def test_derived_data_records_its_origin_and_goes_stale(tmp_path: Path) -> None:
         open_index(db, rebuild=False)
     with pytest.raises(StaleDataError, match=rf"earthvec index {db} --pyramid 5"):
         read_level(db, 5)
+    info = db_info(db)
+    assert info["stale_predictions"] == ["map.parquet"] and info["stale_pyramid"] == [5]
     assert main(["info", str(db)]) == 0
 
 
