@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from embedder import contract
 from embedder.contract import FileEntry, ShardRecord
 from embedder.errors import SchemaError
+from embedder.h3grid import cell_parents, cell_to_str, parse_cell
 
 OLDEST = np.iinfo(np.int64).min  # rows without a datetime
 
@@ -130,6 +131,7 @@ def write_shard_file(
         The record to hand to :meth:`embedder.storage.Transaction.add`.
     """
     db = Path(target.db)
+    _check_partition(table, target.partition)
     base = [pq.read_table(db / p) for p in target.base]
     merged = upsert(base, table, delete) if (base or delete) else upsert([], table)
     if merged.num_rows == 0:
@@ -137,6 +139,25 @@ def write_shard_file(
     path = db / target.path
     contract.write_table_atomic(merged, path)
     return ShardRecord(target.partition, target.key, target.path, entry_of(db, target.path))
+
+
+def _check_partition(table: pa.Table, partition: str) -> None:
+    """Every row's cell must lie in ``partition`` (else a cell could live in two partitions).
+
+    Raises:
+        SchemaError: naming the first cell outside it.
+    """
+    if table.num_rows == 0:
+        return
+    meta = contract.DatasetMeta.from_schema(table.schema, "shard")
+    h3, _ = row_keys(table)
+    parents = cell_parents(h3, meta.partition_resolution)
+    bad = np.flatnonzero(parents != np.uint64(parse_cell(partition)))
+    if len(bad):
+        raise SchemaError(
+            f"cell {cell_to_str(int(h3[bad[0]]))} is not inside partition {partition} (res "
+            f"{meta.partition_resolution}); give each partition only the rows of its cells"
+        )
 
 
 def entry_of(db: str | Path, rel: str) -> FileEntry:

@@ -71,6 +71,15 @@ def test_upsert_replaces_same_cell_and_time_keeps_the_rest(parts) -> None:
         upsert([base], pa.concat_tables([new, new]))
 
 
+def test_rows_outside_the_partition_are_refused(tmp_path, parts, meta) -> None:
+    (p1, t1), (p2, _) = list(parts.items())[:2]
+    with Transaction(tmp_path / "db", "x") as tx:
+        tx.check_meta(meta)
+        with pytest.raises(SchemaError, match=f"not inside partition {p2}"):
+            tx.write_shard(p2, "k", t1)
+        tx.write_shard(p1, "k", t1)
+
+
 def test_truncated_shard_is_not_reused_on_resume(tmp_path, parts, meta) -> None:
     db = tmp_path / "db"
     two = dict(list(parts.items())[:2])
