@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from embedder import contract
 from embedder.contract import Derived, Manifest, Partition, ShardRecord
+from embedder.contract.layout import listed_embedding_files
 from embedder.contract.writer import JournalHeader
 from embedder.errors import EarthvecError, ModelMismatchError, SchemaError
 from embedder.faults import crash_point
@@ -77,9 +78,10 @@ class Transaction:
     def __enter__(self) -> Transaction:
         self.lock.acquire()
         try:
-            self.base = contract.read_manifest(self.db) or adopt(self.db, self.command)
-            if self.base is None:  # a new database: publish "empty" first, so that shards written
-                # before the first commit are never mistaken for a folder without a manifest
+            self.base = contract.read_manifest(self.db) or self._adopt()
+            if self.base is None and not listed_embedding_files(self.db):
+                # a new database: publish "empty" first, so that shards written before the
+                # first commit are never mistaken for a folder without a manifest
                 self.base = Manifest(0, "", 0, 0, 0, created=contract.utcnow(), command=self.command)
                 contract.write_manifest(self.db, self.base)
             for path, _, recs in read_journals(self.db):
@@ -90,6 +92,16 @@ class Transaction:
             self.lock.release()
             raise
         return self
+
+    def _adopt(self) -> Manifest | None:
+        """Adopt a folder without a manifest; a broken one only blocks writes that keep it."""
+        try:
+            return adopt(self.db, self.command)
+        except (SchemaError, ModelMismatchError) as exc:
+            if not self.replace:
+                raise
+            log.warning("not adopting %s (%s): it is replaced as a whole", self.db, exc)
+            return None
 
     def __exit__(self, *exc: object) -> None:
         if self._journal is not None:

@@ -152,3 +152,13 @@ def test_folder_without_manifest_is_adopted_after_checking_its_files(tmp_path, e
     m = contract.read_manifest(legacy)
     assert [legacy / f.path for f in m.files()] == files
     assert m.rows == 369 and all(f.rows == pq.read_metadata(legacy / f.path).num_rows for f in m.files())
+
+
+def test_overwrite_replaces_a_broken_folder(tmp_path, eurosat_db, parts, meta) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(eurosat_db / contract.EMBEDDINGS_DIR, broken / contract.EMBEDDINGS_DIR)
+    victim = contract.embedding_files(broken)[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    p, t = next(iter(parts.items()))
+    _write(broken, {p: t}, meta, replace=True)
+    assert _rows(broken).num_rows == t.num_rows and not victim.exists()
