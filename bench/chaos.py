@@ -8,10 +8,11 @@ writes ``chaos.json``.
 Each operation runs as a real ``earthvec`` process (``python -m app.cli.main ...``, or a
 one-line ``python -c`` for the global build, which has no command of its own) in its own
 process group. An *episode* starts from the operation's initial database, kills the
-process with SIGKILL after a random time (uniform between a quarter and all of a clean
-run's duration), checks what a reader sees right after the kill (the published state must
-be the initial one or the finished one, never a mix, never a duplicate), runs it again,
-and so on until a run completes; the result is then compared row for row (sorted
+process with SIGKILL after a random time (uniform between 0.8 times the moment a clean
+run took the database lock, i.e. after the imports, and the clean run's duration), checks
+what a reader sees right after the kill (the published state must be the initial one or
+the finished one, never a mix, never a duplicate), runs it again, and so on until a run
+completes; the result is then compared row for row (sorted
 ``(h3, datetime, embedding)`` digest) with a clean run. Episodes repeat until the kills
 asked for are injected.
 """
@@ -54,11 +55,20 @@ class Row:
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Watch:
+    """When ``check()`` first held during a run (seconds from its start)."""
+
+    check: Callable[[], bool]
+    at: float | None = None
+
+
 def run(
     argv: list[str],
     kill_after: float | None = None,
     log: Path | None = None,
     env_extra: dict[str, str] | None = None,
+    watch: Watch | None = None,
 ) -> bool:
     """Run ``argv`` from the repository root; True when it finished, False when it was killed.
 
@@ -67,6 +77,7 @@ def run(
         kill_after: SIGKILL its process group after this many seconds.
         log: file collecting its output.
         env_extra: extra environment (``EARTHVEC_KILL_AT`` makes it kill itself at a point).
+        watch: records when its condition first holds (the clean run: when the lock is taken).
 
     Raises:
         RuntimeError: the process failed by itself (its output is in the message).
@@ -75,14 +86,25 @@ def run(
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
     env["TQDM_DISABLE"] = "1"
     out = (log or Path(os.devnull)).open("ab")
+    t0 = time.perf_counter()
     try:
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=kill_after)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the process and any worker it forked
-            proc.wait()
-            return False
+        while True:
+            step = 0.02 if watch is not None else None
+            if kill_after is not None:
+                left = kill_after - (time.perf_counter() - t0)
+                step = max(0.0, min(step, left)) if step is not None else max(0.0, left)
+            try:
+                rc = proc.wait(timeout=step)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if watch is not None and watch.at is None and watch.check():
+                watch.at = time.perf_counter() - t0
+            if kill_after is not None and time.perf_counter() - t0 >= kill_after:
+                os.killpg(proc.pid, signal.SIGKILL)  # the process and any worker it forked
+                proc.wait()
+                return False
     finally:
         out.close()
     if rc == -signal.SIGKILL:
@@ -107,17 +129,21 @@ def chaos(op: Operation, kills: int, rng: random.Random, work: Path) -> Row:
     initial = op.state(base)
     clean = work / f"{op.name}-clean"
     _copy(base, clean)
+    from embedder.storage import read_holder
+
+    watch = Watch(lambda: read_holder(clean) is not None)
     t0 = time.perf_counter()
-    run(op.argv(clean), log=log)
+    run(op.argv(clean), log=log, watch=watch)
     duration = time.perf_counter() - t0
     row.clean_seconds = round(duration, 2)
+    start = 0.8 * (watch.at if watch.at is not None else 0.25 * duration)  # kill while writing
     ref = op.state(clean)
     while row.kills_injected < kills:
         db = work / f"{op.name}-ep{row.episodes}"
         _copy(base, db)
         while True:
             if row.kills_injected < kills:
-                completed = run(op.argv(db), kill_after=rng.uniform(0.25, 1.0) * duration, log=log)
+                completed = run(op.argv(db), kill_after=rng.uniform(start, duration), log=log)
             else:
                 completed = run(op.argv(db), log=log)  # the last resume, never killed
             if completed:
