@@ -21,11 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.chaos_ops import OPS, Operation, rows_state
+from bench.chaos_proc import Watch, run, tmp_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,71 +51,6 @@ class Row:
     tmp_left: int = 0
     clean_seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Watch:
-    """When ``check()`` first held during a run (seconds from its start)."""
-
-    check: Callable[[], bool]
-    at: float | None = None
-
-
-def run(
-    argv: list[str],
-    kill_after: float | None = None,
-    log: Path | None = None,
-    env_extra: dict[str, str] | None = None,
-    watch: Watch | None = None,
-) -> bool:
-    """Run ``argv`` from the repository root; True when it finished, False when it was killed.
-
-    Args:
-        argv: the command.
-        kill_after: SIGKILL its process group after this many seconds.
-        log: file collecting its output.
-        env_extra: extra environment (``EARTHVEC_KILL_AT`` makes it kill itself at a point).
-        watch: records when its condition first holds (the clean run: when the lock is taken).
-
-    Raises:
-        RuntimeError: the process failed by itself (its output is in the message).
-    """
-    env = dict(os.environ, **(env_extra or {}))
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    env["TQDM_DISABLE"] = "1"
-    out = (log or Path(os.devnull)).open("ab")
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=out, start_new_session=True)
-        while True:
-            step = 0.02 if watch is not None else None
-            if kill_after is not None:
-                left = kill_after - (time.perf_counter() - t0)
-                step = max(0.0, min(step, left)) if step is not None else max(0.0, left)
-            try:
-                rc = proc.wait(timeout=step)
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if watch is not None and watch.at is None and watch.check():
-                watch.at = time.perf_counter() - t0
-            if kill_after is not None and time.perf_counter() - t0 >= kill_after:
-                os.killpg(proc.pid, signal.SIGKILL)  # the process and any worker it forked
-                proc.wait()
-                return False
-    finally:
-        out.close()
-    if rc == -signal.SIGKILL:
-        return False
-    if rc != 0:
-        tail = log.read_text()[-2000:] if log else ""
-        raise RuntimeError(f"{' '.join(argv)} exited with {rc}:\n{tail}")
-    return True
-
-
-def tmp_files(db: Path) -> int:
-    """Temporary files (``.<name>.<hex>.tmp``) left anywhere in ``db``."""
-    return sum(1 for p in db.rglob("*.tmp") if p.name.startswith("."))
 
 
 def chaos(op: Operation, kills: int, rng: random.Random, work: Path) -> Row:
@@ -213,7 +146,7 @@ def main(argv: list[str] | None = None, print_: Callable[[str], None] = print) -
     return 1 if bad or any(r.tmp_left for r in rows) else 0
 
 
-__all__ = ["Row", "chaos", "main", "rows_state", "run", "table", "tmp_files"]
+__all__ = ["Row", "Watch", "chaos", "main", "rows_state", "run", "table", "tmp_files"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.chaos_proc import run
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 EUROSAT = DATA / "eurosat_ms" / "tif"
@@ -87,8 +89,6 @@ class Operation:
 
     def prepare(self, base: Path, log: Path) -> None:
         """Create the initial database in ``base`` (nothing for a build into a new folder)."""
-        from bench.chaos import run
-
         if self.setup is not None:
             run(self.setup(base), log=log)
 

@@ -12,7 +12,7 @@ replace files a reader has open) and then publishes its :class:`~embedder.contra
 ``wait=False`` (what read commands use) gives up when another process holds the lock:
 the caller keeps its in-memory index and the database is left as it was. Inside a build,
 :func:`index_into` writes the index of the generation the transaction is about to
-publish, so embeddings and index are published together.
+publish (:func:`index.txindex.index_into`), so embeddings and index are published together.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ import pyarrow as pa
 from embedder import contract
 from embedder.contract import Derived, Sidecar, index_dir
 from embedder.contract.manifest import INDEX
-from embedder.faults import crash_point
-from embedder.storage import DbLock, Transaction, derived_entry, publish_derived
+from embedder.storage import DbLock, derived_entry, publish_derived
 from embedder.storage.lock import DatabaseLockedError
 
 log = logging.getLogger(__name__)
@@ -83,37 +82,3 @@ def store(
     except DatabaseLockedError as exc:
         log.info("index of %s kept in memory only: %s", db, exc)
         return False
-
-
-def index_into(tx: Transaction, *, factory: str | None = None, progress: bool = True) -> Sidecar | None:
-    """Build (or update) the index of the generation ``tx`` will publish and add it to ``tx``.
-
-    The base generation's index is updated partition by partition when it loads and its
-    structure allows removal, else the index is built afresh; nothing is done when the
-    index already matches (a build that changed nothing) or there are no embeddings.
-
-    Returns:
-        The new index's sidecar, or None when nothing was done.
-    """
-    from index.store import build_index, load_stored, update_index
-
-    snap = tx.pending_snapshot()
-    m = snap.manifest
-    if m is None or not snap.files:
-        return None
-    with contract.pinned(tx.db, snap):
-        old = Sidecar.load(tx.db)
-        fits = old is not None and old.model == m.model and old.dim == m.dim and factory is None
-        if fits and old is not None and old.fingerprint == snap.fingerprint:
-            return None
-        loaded = load_stored(tx.db, old) if fits and old is not None else None
-        if loaded is not None:
-            meta = contract.read_meta(tx.db)
-            vi = update_index(loaded, snap.signatures(), meta, progress=progress, publish=False)
-        else:
-            vi = build_index(tx.db, factory=factory, progress=progress, publish=False)
-    sc = vi.sidecar
-    files = write_files(tx.db, vi.index, vi.rows, sc)
-    crash_point("index-written")
-    tx.put_derived(INDEX, entry(sc, files, snap))
-    return sc

@@ -91,7 +91,7 @@ def index_hook(no_index: bool):  # noqa: ANN201 (index imported lazily)
         return None
 
     def finish(tx) -> None:  # noqa: ANN001
-        from index.publish import index_into
+        from index.txindex import index_into
 
         index_into(tx, progress=True)
 

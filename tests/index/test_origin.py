@@ -15,9 +15,9 @@ from embedder.build import build_db
 from embedder.errors import IndexMismatchError, StaleDataError
 from index.info import db_info
 from index.label import label_db
-from index.publish import index_into
 from index.pyramid import build_pyramid, level_state, read_level
 from index.store import index_state, open_index
+from index.txindex import index_into
 from tests.conftest import DATA, EUROSAT_GLOB
 
 TIF = Path(EUROSAT_GLOB).parent.parent
