@@ -77,9 +77,13 @@ def db_path() -> Path | None:
 
 
 def db_stamp(db: Path) -> str:
-    """Names, sizes and modification times of the embeddings files (cache key)."""
-    files = sorted((db / "embeddings").glob("*/*.parquet"))
-    return ";".join(f"{f.parent.name}/{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    """The published generation (cache key): its fingerprint, or file stats of a folder without one."""
+    from embedder.contract import load_snapshot
+
+    snap = load_snapshot(db)
+    if snap.manifest is not None:
+        return f"{snap.generation}:{snap.fingerprint}"
+    return ";".join(f"{f.parent.name}/{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in snap.files)
 
 
 @st.cache_resource(show_spinner="Loading the database ...", max_entries=4)

@@ -1,9 +1,13 @@
 """Build a database: sources -> chips on H3 cells -> embeddings -> Parquet shards.
 
 The unit of work is one shard: the rows whose cells share an H3 parent at the partition
-resolution. Each shard is written atomically under a name that hashes everything that
-determines its content (model version, resolution, rows and their source files), so a
-re-run skips finished shards and an interrupted build resumes where it stopped.
+resolution (:class:`~embedder.raster_shard.RasterShard`, run by the shared shard loop
+:func:`~embedder.runner.run_local`). A build is one write transaction
+(:class:`~embedder.storage.Transaction`): each shard is upserted into its partition by
+``(h3, datetime)`` and journaled, and the new generation is published at the end. A
+shard's key hashes everything that fixes its content (model version, resolution,
+thresholds, rows, their source files and sensor facts), so a re-run skips finished
+shards and an interrupted build resumes after checking the shards it finished.
 
 Modalities of one place are aligned by H3 cell: a row holds, for one cell, one item of
 its primary modality (optical when present) and, for each other modality, the item of
@@ -14,30 +18,32 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from collections import defaultdict
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import h3.api.basic_int as h3i
 import numpy as np
 from tqdm.auto import tqdm
 
 from embedder import contract
-from embedder.batch import ChipBatch, ModalityBatch, valid_fraction
-from embedder.chips import ChipSpec, choose_mode, default_resolution, item_geometry, plan_chips, read_chips
+from embedder.chips import ChipSpec, choose_mode, default_resolution, item_geometry, plan_chips
 from embedder.contract import BuildReport
-from embedder.errors import RasterError
-from embedder.h3grid import cell_to_str, cell_wkb
-from embedder.registry import DEFAULT_MODEL, Embedder, get_embedder, model_id
+from embedder.errors import QueryError, RasterError
+from embedder.h3grid import cell_to_str
+from embedder.raster_shard import MODALITY_ORDER, RasterShard, embed_rows, shard_key
+from embedder.registry import DEFAULT_MODEL, Embedder, model_id
+from embedder.runner import run_local
+from embedder.shard import EmbedderSpec, ShardResult, choose_batch_size
 from embedder.sources import RasterItem, in_window, items_for_source, parse_datetime_window
+from embedder.storage import Transaction
 
 log = logging.getLogger(__name__)
 
-MODALITY_ORDER = ("optical", "sar", "elevation", "climate")
+__all__ = ["MODALITY_ORDER", "BuildReport", "SourceSpec", "build_db", "embed_rows", "write_report"]
 PARTITION_OFFSET = 7  # partition resolution = chip resolution - 7 (>= 0)
 
 
@@ -138,89 +144,6 @@ def align_rows(parts: list[Part]) -> list[Row]:
     return rows
 
 
-def _shard_key(model: str, res: int, rows: list[Row]) -> str:
-    """Hash of everything that fixes a shard's content: model, resolution, rows, sensor facts."""
-    from embedder.registry import config_hash
-
-    sensors = sorted({p.item.sensor.name: p.item.sensor for r in rows for p in r.parts.values()}.items())
-    facts = [s.summary() for _, s in sensors]
-    body = [
-        (
-            r.cell,
-            r.datetime.isoformat() if r.datetime else None,
-            sorted(r.sources),
-            [p.mode for p in r.parts.values()],
-        )
-        for r in rows
-    ]
-    return config_hash(model, res, facts, body)
-
-
-def _read_rows(rows: list[Row]) -> dict[str, dict[int, np.ndarray]]:
-    """Pixels per modality per row index, reading each item once."""
-    jobs: dict[tuple[str, str], list[tuple[int, Part]]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        for modality, part in row.parts.items():
-            jobs[(modality, part.item.key)].append((i, part))
-
-    def run(job: list[tuple[int, Part]]) -> tuple[list[int], np.ndarray]:
-        first = job[0][1]
-        data = read_chips(first.item, [p.spec for _, p in job], first.mode)
-        return [i for i, _ in job], data
-
-    out: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for (modality, _), (idx, data) in zip(jobs, pool.map(run, jobs.values()), strict=True):
-            for k, i in enumerate(idx):
-                out[modality][i] = data[k]
-    return out
-
-
-def _sensor_signature(row: Row) -> tuple[tuple[str, str], ...]:
-    return tuple(
-        sorted(
-            (m, p.item.sensor.name + ":" + ",".join(p.item.sensor.band_names)) for m, p in row.parts.items()
-        )
-    )
-
-
-def embed_rows(rows: list[Row], embedder: Embedder, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Read and embed rows; returns (embeddings (N, D), valid_fraction (N,)) in row order."""
-    pixels = _read_rows(rows)
-    emb = np.zeros((len(rows), embedder.dim), dtype=np.float32)
-    vf = np.zeros(len(rows), dtype=np.float32)
-    groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        groups[_sensor_signature(row)].append(i)
-    for idx_all in groups.values():
-        for start in range(0, len(idx_all), batch_size):
-            idx = idx_all[start : start + batch_size]
-            mods = {}
-            for modality, part in rows[idx[0]].parts.items():
-                sensor = part.item.sensor
-                wl = np.array(
-                    [b.wavelength_nm if b.wavelength_nm is not None else np.nan for b in sensor.bands]
-                )
-                data = np.stack([pixels[modality][i] for i in idx])
-                mods[modality] = ModalityBatch(
-                    sensor.name, sensor.band_names, wl, data, np.ones(len(idx), bool)
-                )
-            batch = ChipBatch(mods)
-            vf[idx] = valid_fraction(batch)
-            emb[idx] = embedder.embed(batch)
-    return emb, vf
-
-
-def _check_db_model(db: Path, meta: contract.DatasetMeta, overwrite: bool) -> None:
-    if overwrite:
-        for sub in (contract.EMBEDDINGS_DIR, contract.INDEX_DIR):
-            shutil.rmtree(db / sub, ignore_errors=True)
-        return
-    contract.ensure_compatible(
-        db, meta, "build into a new database folder, or pass --overwrite to replace the old embeddings"
-    )
-
-
 def build_db(
     db: str | Path,
     sources: Sequence[SourceSpec | str],
@@ -233,10 +156,16 @@ def build_db(
     min_valid: float = 0.0,
     skip_empty: bool = False,
     partition_res: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
+    device: str | None = None,
+    workers: int = 1,
     overwrite: bool = False,
     embedder: Embedder | None = None,
     datetime_window: str | None = None,
+    tx: Transaction | None = None,
+    wait: bool = True,
+    command: str = "",
+    finish: Callable[[Transaction], object] | None = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -251,16 +180,26 @@ def build_db(
         min_valid: drop chips whose valid fraction is at or below this (0 drops only empty chips).
         skip_empty: drop empty chips of chip-mode files instead of failing.
         partition_res: H3 resolution of the Parquet partitions (default ``res - 7``).
-        batch_size: chips per embedder call.
-        overwrite: replace embeddings already in ``db`` (needed to change model or resolution).
+        batch_size: chips per embedder call (default :func:`embedder.shard.choose_batch_size`).
+        device: torch device of the model (``cpu``, ``cuda``); numpy models run on the CPU.
+        workers: processes embedding shards (fork-safe numpy embedders only).
+        overwrite: replace the database's embeddings (needed to change model or resolution);
+            the old ones stay published until the new generation is.
         embedder: an embedder instance to use instead of looking ``model`` up.
         datetime_window: ``START/END`` (ISO, ``..`` open): keep only inputs acquired in it.
+        tx: an open :class:`~embedder.storage.Transaction` to write into (the caller commits);
+            by default the build opens one and commits it.
+        wait: wait for another writer of ``db`` (False: fail at once, ``--no-wait``).
+        command: what runs (shown to other writers; recorded in the manifest).
+        finish: called with the transaction after the shards, before the commit (the CLI
+            builds the index of the new generation there, so both are published together).
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
 
     Raises:
-        EarthvecError: for bad sources, rasters or a model mismatch; nothing is half-written.
+        EarthvecError: for bad sources, rasters, a model mismatch or a busy database; the
+            published database is unchanged.
     """
     t0 = time.perf_counter()
     db = Path(db)
@@ -277,10 +216,14 @@ def build_db(
             )
     res = default_resolution(items[0].sensor.chip_size_m) if res is None else int(res)
     if not 0 <= res <= 15:
-        raise ValueError(f"--res {res} is not an H3 resolution; use 0..15")
+        raise QueryError(f"--res {res} is not an H3 resolution; use 0..15 (e.g. --res 8 for ~0.7 km2 cells)")
     prt = max(0, res - PARTITION_OFFSET) if partition_res is None else int(partition_res)
-    emb = embedder or get_embedder(model)
-    sensors_used = {i.sensor.name: i.sensor.summary() for i in items}
+    if not 0 <= prt <= res:
+        raise QueryError(f"partition resolution {prt} must lie in 0..{res} (the chip resolution)")
+    espec = EmbedderSpec(
+        embedder.name if embedder else model, device, choose_batch_size(device, batch_size), instance=embedder
+    )
+    emb = espec.load()
     meta = contract.DatasetMeta(
         model_name=emb.name,
         model_version=emb.version,
@@ -289,60 +232,71 @@ def build_db(
         partition_resolution=prt,
         model_config=emb.config(),
         normalisation=emb.normalisation(),
-        sensors=sensors_used,
+        sensors={i.sensor.name: i.sensor.summary() for i in items},
     )
-    _check_db_model(db, meta, overwrite)
     rows = align_rows(plan_parts(items, res, mode))
     report = BuildReport(str(db), model_id(emb), res, len(rows))
     report.items_outside_datetime = n_all - len(items)
-    shards: dict[int, list[Row]] = defaultdict(list)
-    import h3.api.basic_int as h3i
+    if tx is None:  # the build is its own transaction: planned first, so bad input writes nothing
+        with Transaction(db, command or "build_db", replace=overwrite, wait=wait) as own:
+            _run(own, meta, rows, espec, report, min_valid, skip_empty, workers)
+            if finish is not None:
+                finish(own)
+            published = own.commit()
+            report.generation, report.rows_total = published.generation, published.rows
+            report.seconds = time.perf_counter() - t0
+            write_report(db, report)
+        return report
+    _run(tx, meta, rows, espec, report, min_valid, skip_empty, workers)
+    report.seconds = time.perf_counter() - t0
+    return report
 
+
+def _run(
+    tx: Transaction,
+    meta: contract.DatasetMeta,
+    rows: list[Row],
+    espec: EmbedderSpec,
+    report: BuildReport,
+    min_valid: float,
+    skip_empty: bool,
+    workers: int,
+) -> None:
+    """Run the planned rows' shards in ``tx`` (the shared shard loop), filling ``report``."""
+    tx.check_meta(meta)
+    res, prt = meta.h3_resolution, meta.partition_resolution
+    shards: dict[int, list[Row]] = defaultdict(list)
     for r in rows:
         shards[h3i.cell_to_parent(r.cell, prt)].append(r)
     report.shards_total = len(shards)
     bar = tqdm(total=len(rows), desc=f"embedding ({report.model})", unit="chip")
-    try:
+
+    def todo() -> Iterator[RasterShard]:
         for parent in sorted(shards):
-            srows = shards[parent]
-            path = contract.shard_path(db, cell_to_str(parent), _shard_key(report.model, res, srows))
-            if path.exists():
+            srows, part = shards[parent], cell_to_str(parent)
+            key = shard_key(report.model, res, srows, min_valid=min_valid, skip_empty=skip_empty)
+            if tx.has_shard(part, key):
                 report.shards_skipped += 1
                 bar.update(len(srows))
                 continue
-            vecs, vf = embed_rows(srows, emb, batch_size)
-            keep = vf > min_valid
-            empty = [r for r, v in zip(srows, vf, strict=True) if v <= 0.0]
-            chip_mode_empty = [r for r in empty if any(p.mode == "chip" for p in r.parts.values())]
-            if chip_mode_empty and not skip_empty:
-                raise RasterError(
-                    f"{chip_mode_empty[0].sources[0]!r} holds no valid pixel (all nodata); remove it "
-                    f"from the sources or pass --skip-empty ({len(chip_mode_empty)} such chip(s) "
-                    "in this shard)"
-                )
-            report.rows_dropped_empty += len(empty)
-            report.rows_dropped_low_valid += int((~keep).sum()) - len(empty)
-            kept = [r for r, k in zip(srows, keep, strict=True) if k]
-            if kept:
-                table = contract.make_table(
-                    h3=np.array([r.cell for r in kept], dtype=np.uint64),
-                    lat=np.array([r.lat for r in kept]),
-                    lon=np.array([r.lon for r in kept]),
-                    geometry=[cell_wkb(r.cell) for r in kept],
-                    datetime_=[r.datetime for r in kept],
-                    source=[r.sources for r in kept],
-                    modalities=[sorted(r.parts, key=MODALITY_ORDER.index) for r in kept],
-                    sensors=[sorted({p.item.sensor.name for p in r.parts.values()}) for r in kept],
-                    valid_fraction=vf[keep],
-                    embedding=vecs[keep],
-                    meta=meta,
-                )
-                contract.write_table_atomic(table, path)
-                report.rows_written += len(kept)
-            report.shards_written += 1
-            bar.update(len(srows))
+            yield RasterShard(part, key, tx.target(part, key), srows, meta, min_valid, skip_empty)
+
+    def done(r: ShardResult) -> None:
+        tx.add(r.record)
+        report.rows_written += r.rows_written
+        report.rows_dropped_empty += r.rows_dropped_empty
+        report.rows_dropped_low_valid += r.rows_dropped_low_valid
+        report.shards_written += 1
+        bar.update(r.rows_planned)
+
+    try:
+        run_local(todo(), espec, done, workers=workers)
     finally:
         bar.close()
-    report.seconds = time.perf_counter() - t0
-    contract.atomic_write_bytes(db / contract.BUILD_STATE, json.dumps(report.to_dict(), indent=2).encode())
-    return report
+
+
+def write_report(db: str | Path, report: BuildReport) -> None:
+    """Write the build record ``DB/build.json`` (a log for people, not the published state)."""
+    contract.atomic_write_bytes(
+        Path(db) / contract.BUILD_STATE, json.dumps(report.to_dict(), indent=2).encode()
+    )

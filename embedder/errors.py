@@ -57,3 +57,11 @@ class WeightsError(EarthvecError, ValueError):
 
 class MissingBandError(EarthvecError, ValueError):
     """Chips lack a band that a model needs (it is refused, never zero-filled)."""
+
+
+class DatabaseLockedError(EarthvecError, BlockingIOError):
+    """Another process is writing the database and the caller asked not to wait (``--no-wait``)."""
+
+
+class StaleDataError(EarthvecError, ValueError):
+    """Derived data (index, pyramid level, prediction map) was made from other embeddings or another model."""

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from embedder import contract
 from embedder.contract import PYRAMID_DIR, Sidecar, index_dir
+from index.pyramid import level_state
 from index.store import index_state
 
 
@@ -17,16 +20,24 @@ def db_info(db: str | Path) -> dict[str, Any]:
     """Describe ``db`` without building anything.
 
     Returns:
-        JSON-able dict: ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
+        JSON-able dict: ``generation`` (0: a folder without a manifest), ``fingerprint``,
+        ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
         ``dim``, ``h3_resolution``, ``partition_resolution``, ``datetime_min/max``,
         ``dated_rows``, ``modalities``, ``sensors``, ``index`` (state, factory, count),
-        ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and ``predictions`` (file names).
+        ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and
+        ``predictions`` (file names), ``stale_pyramid`` and ``stale_predictions`` (made from
+        other embeddings: rebuild them).
 
     Raises:
         InputNotFoundError: no embeddings in ``db``.
         ModelMismatchError: the files mix model versions.
     """
     db = Path(db)
+    with contract.pinned(db) as snap:
+        return _info(db, snap)
+
+
+def _info(db: Path, snap: contract.Snapshot) -> dict[str, Any]:
     meta = contract.read_meta(db)
     files = contract.embedding_files(db)
     t = contract.read_table(
@@ -36,8 +47,11 @@ def db_info(db: str | Path) -> dict[str, Any]:
     mm = pc.min_max(dt).as_py() if t.num_rows else {"min": None, "max": None}
     sc = Sidecar.load(db)
     state = index_state(db)
+    levels = sorted(int(p.stem.split("=", 1)[1]) for p in (db / PYRAMID_DIR).glob("res=*.parquet"))
     out: dict[str, Any] = {
         "db": str(db),
+        "generation": snap.generation,
+        "fingerprint": snap.fingerprint,
         "rows": t.num_rows,
         "cells": int(len(np.unique(t.column(contract.H3).to_numpy()))),
         "partitions": len({f.parent.name for f in files}),
@@ -60,9 +74,11 @@ def db_info(db: str | Path) -> dict[str, Any]:
             "model": sc.model if sc else None,
             "built_at": sc.built_at if sc else None,
         },
-        "pyramid": sorted(int(p.stem.split("=", 1)[1]) for p in (db / PYRAMID_DIR).glob("res=*.parquet")),
+        "pyramid": levels,
+        "stale_pyramid": [r for r in levels if level_state(db, r) == "stale"],
         "labels": _names(db / contract.LABELS_DIR),
         "predictions": _names(db / contract.PREDICTIONS_DIR),
+        "stale_predictions": _stale_maps(db, snap),
     }
     return out
 
@@ -73,6 +89,17 @@ def _counts(col: Any) -> dict[str, int]:
         return {}
     vc = pc.value_counts(flat).to_pylist()
     return {str(d["values"]): int(d["counts"]) for d in sorted(vc, key=lambda d: str(d["values"]))}
+
+
+def _stale_maps(db: Path, snap: contract.Snapshot) -> list[str]:
+    """Prediction maps made from other embeddings than the snapshot's (or of unknown origin)."""
+    out = []
+    for name in _names(db / contract.PREDICTIONS_DIR):
+        meta = pq.read_schema(db / contract.PREDICTIONS_DIR / name).metadata or {}
+        made = json.loads(meta.get(contract.LABELS_META_KEY, b"{}"))
+        if made.get("fingerprint") != snap.fingerprint:
+            out.append(name)
+    return out
 
 
 def _names(folder: Path) -> list[str]:

@@ -15,7 +15,6 @@ test seeds are never next to training seeds.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -28,7 +27,9 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from embedder import contract
+from embedder.contract.manifest import LABELS, PREDICTIONS
 from embedder.errors import SeedError
+from embedder.storage import derived_entry, derived_writer, origin, publish_derived
 from index.cv import BLOCK_RES_OFFSET, DEFAULT_FOLDS, DEFAULT_K, CVResult, spatial_cv
 from index.filters import Filter
 from index.seeds import LABEL, Seeds, map_seeds, read_seeds, seed_cells
@@ -59,6 +60,7 @@ class LabelResult:
     out: Path | None
     copy: Path | None
     k: int
+    seed_layer: Path | None = None
 
     def summary(self) -> dict[str, Any]:
         """JSON-able summary (also stored in the prediction file's metadata)."""
@@ -226,6 +228,7 @@ def label_db(
     n_folds: int = DEFAULT_FOLDS,
     flt: Filter | None = None,
     progress: bool = False,
+    wait: bool = True,
 ) -> LabelResult:
     """Label every cell (or those passing ``flt``) of a database from seed labels.
 
@@ -245,13 +248,52 @@ def label_db(
         n_folds: CV folds.
         flt: restrict the map to a region/time/attribute filter.
         progress: progress bar over partitions.
+        wait: with ``out``, wait for another writer of the database (False: fail at once).
+
+    With ``out`` this is a writer: it holds the database lock, labels the current
+    generation and records it (generation, embeddings fingerprint, model) in the map's
+    metadata and, in a database with a manifest, publishes the map and the seed layer there.
 
     Raises:
         SeedError: unusable seeds (none in the DB, one class only, bad rows).
         QueryError: a bad filter.
+        DatabaseLockedError: with ``out``, another writer holds the database and not ``wait``.
     """
     if k < 1:
         raise SeedError(f"k={k}: use at least one neighbour")
+    folder = Path(db.db) if isinstance(db, VectorIndex) else Path(db)
+    hold = derived_writer(folder, "earthvec label", wait=wait) if out is not None else contract.pinned(folder)
+    with hold as snap:
+        result = _label(db, seeds, k, out, block_res, n_folds, flt, progress, snap)
+        if out is not None and snap.manifest is not None and result.copy is not None:
+            rels = [p.relative_to(folder).as_posix() for p in (result.copy, result.seed_layer) if p]
+            publish_derived(
+                folder,
+                {
+                    r: derived_entry(
+                        PREDICTIONS if r.startswith(contract.PREDICTIONS_DIR) else LABELS,
+                        [r],
+                        snap,
+                        snap.manifest.model,
+                    )
+                    for r in rels
+                },
+                command="earthvec label",
+            )
+    return result
+
+
+def _label(
+    db: str | Path | VectorIndex,
+    seeds: str | Path,
+    k: int,
+    out: str | Path | None,
+    block_res: int | None,
+    n_folds: int,
+    flt: Filter | None,
+    progress: bool,
+    snap: contract.Snapshot,
+) -> LabelResult:
     src = MapSource.of(db)
     s, vectors = seeds_with_vectors(db, seeds, src)
     if flt is not None:
@@ -272,7 +314,7 @@ def label_db(
         if out_path is not None:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = contract.temp_path(out_path)
-            writer = _map_writer(tmp, src, result)
+            writer = _map_writer(tmp, src, result, origin(snap, src.model))
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="earthvec-write") as pool:
             pending: Future[None] | None = None
             for t, pred in _predict(src, voter, names, flt or Filter(), progress):
@@ -288,15 +330,14 @@ def label_db(
         if writer is not None and tmp is not None and out_path is not None:
             writer.close()
             writer = None
-            os.replace(tmp, out_path)
+            contract.publish_file(tmp, out_path)
             result.out = out_path
             copy = src.db / contract.PREDICTIONS_DIR / out_path.name
             if copy.resolve() != out_path.resolve():
                 contract.copy_atomic(out_path, copy)
             result.copy = copy
-            contract.write_table_atomic(
-                s.table(), src.db / contract.LABELS_DIR / f"{Path(seeds).stem}.parquet"
-            )
+            result.seed_layer = src.db / contract.LABELS_DIR / f"{Path(seeds).stem}.parquet"
+            contract.write_table_atomic(s.table(), result.seed_layer)
     finally:
         if writer is not None:
             writer.close()
@@ -309,16 +350,17 @@ label_map = label_db
 """Alias: the planet-scale kNN label map (see :func:`label_db`)."""
 
 
-def _map_writer(path: Path, src: MapSource, result: LabelResult) -> pq.ParquetWriter:
+def _map_writer(path: Path, src: MapSource, result: LabelResult, made: dict[str, Any]) -> pq.ParquetWriter:
     # dictionary-encode only the label: h3, geometry and scores are (nearly) unique, and
     # trying dictionaries on them costs more time than the file saves
     return pq.ParquetWriter(
-        path, _schema_with_meta(src, result), compression=MAP_COMPRESSION, use_dictionary=[LABEL]
+        path, _schema_with_meta(src, result, made), compression=MAP_COMPRESSION, use_dictionary=[LABEL]
     )
 
 
-def _schema_with_meta(vi: MapSource, result: LabelResult) -> pa.Schema:
+def _schema_with_meta(vi: MapSource, result: LabelResult, made: dict[str, Any]) -> pa.Schema:
     info = {
+        **made,
         "model": vi.model,
         "h3_resolution": vi.resolution,
         "created": contract.utcnow(),

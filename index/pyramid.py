@@ -15,7 +15,6 @@ well parent means represent their children (see ``spread``).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +24,9 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from embedder import contract, h3grid
-from embedder.errors import InputNotFoundError, QueryError
+from embedder.contract.manifest import PYRAMID
+from embedder.errors import InputNotFoundError, QueryError, StaleDataError
+from embedder.storage import derived_entry, derived_writer, origin, publish_derived
 from index.filters import Filter
 from index.search import Hits, as_index, top_k
 from index.store import VectorIndex
@@ -70,22 +71,45 @@ def _level_table(parents: np.ndarray, sums: np.ndarray, counts: np.ndarray) -> p
 
 
 def build_pyramid(
-    db: str | Path | VectorIndex, levels: list[int] | None = None, *, progress: bool = False
+    db: str | Path | VectorIndex,
+    levels: list[int] | None = None,
+    *,
+    progress: bool = False,
+    wait: bool = True,
 ) -> dict[int, Path]:
     """Write parent aggregates of ``db`` at the given resolutions (one partition in memory).
+
+    A writer: it holds the database lock, reads the current generation and records it
+    (generation, embeddings fingerprint, model) in each level's metadata and, in a
+    database with a manifest, publishes the levels there.
 
     Args:
         db: database folder or open index.
         levels: resolutions coarser than the database; default the three next coarser.
         progress: show a progress bar over partitions.
+        wait: wait for another writer (False: fail at once with DatabaseLockedError).
 
     Returns:
         Resolution -> written file.
 
     Raises:
         QueryError: a level not coarser than the database resolution.
+        DatabaseLockedError: another writer holds the database and ``wait`` is false.
     """
     vi = as_index(db)
+    with derived_writer(vi.db, "earthvec pyramid", wait=wait) as snap:
+        out = _build_levels(vi, levels, snap, progress)
+        if snap.manifest is not None:
+            rels = {r: p.relative_to(vi.db).as_posix() for r, p in out.items()}
+            model = vi.model
+            entries = {rel: derived_entry(PYRAMID, [rel], snap, model, {"res": r}) for r, rel in rels.items()}
+            publish_derived(vi.db, entries, command="earthvec pyramid")
+    return out
+
+
+def _build_levels(
+    vi: VectorIndex, levels: list[int] | None, snap: contract.Snapshot, progress: bool
+) -> dict[int, Path]:
     res = vi.resolution
     levels = sorted(set(levels or range(max(0, res - DEFAULT_LEVELS), res)), reverse=True)
     bad = [r for r in levels if not 0 <= r < res]
@@ -97,7 +121,7 @@ def build_pyramid(
     counts: dict[int, dict[int, int]] = {r: {} for r in levels}
     writers: dict[int, tuple[pq.ParquetWriter, Path]] = {}
     dim = vi.dim
-    meta = {"model": vi.model, "h3_resolution": res, "created": contract.utcnow()}
+    meta = {"model": vi.model, "h3_resolution": res, "created": contract.utcnow(), **origin(snap, vi.model)}
     schema = contract.geo_schema(contract.pyramid_schema(dim), {PYRAMID_META_KEY: json.dumps(meta).encode()})
     out: dict[int, Path] = {}
     try:
@@ -133,7 +157,7 @@ def build_pyramid(
             if r in writers:
                 w, tmp = writers.pop(r)
                 w.close()
-                os.replace(tmp, path)
+                contract.publish_file(tmp, path)
             else:
                 keys = np.array(sorted(sums[r]), dtype=np.uint64)
                 table = _level_table(
@@ -150,16 +174,33 @@ def build_pyramid(
     return out
 
 
+def level_state(db: str | Path, res: int) -> str:
+    """``"missing"``, ``"fresh"`` or ``"stale"`` (made from other embeddings or another model)."""
+    path = contract.level_path(db, res)
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(PYRAMID_META_KEY, b"{}")
+    except FileNotFoundError:
+        return "missing"
+    made = json.loads(raw)
+    return "fresh" if made.get("fingerprint") == contract.snapshot(db).fingerprint else "stale"
+
+
 def read_level(db: str | Path, res: int) -> pa.Table:
-    """One pyramid level.
+    """One pyramid level, checked against the embeddings it was made from.
 
     Raises:
         InputNotFoundError: the level was not built.
+        StaleDataError: it was made from other embeddings (rebuild it).
     """
     path = contract.level_path(db, res)
-    if not path.exists():
-        raise InputNotFoundError(
-            f"{path} does not exist; build the pyramid first: index.pyramid.build_pyramid(db, [{res}])"
+    fix = f"earthvec index {db} --pyramid {res} (Python: index.pyramid.build_pyramid(db, [{res}]))"
+    state = level_state(db, res)
+    if state == "missing":
+        raise InputNotFoundError(f"{path} does not exist; build the pyramid first: {fix}")
+    if state == "stale":
+        raise StaleDataError(
+            f"pyramid level {res} of {db} was made from other embeddings than the database holds now; "
+            f"rebuild it: {fix}"
         )
     return pq.read_table(path)
 

@@ -161,15 +161,16 @@ def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
     Args:
         db: database folder.
         read_only: forbid any file or network access beyond the database's own files
-            (the files present now; reconnect to see new ones).
+            (the files of the generation published now; reconnect to see a newer one).
 
     Raises:
         InputNotFoundError: ``db`` holds no embeddings.
         ModelMismatchError: the embeddings mix model versions.
     """
     db = Path(db).resolve()
-    meta = contract.read_meta(db)
-    files = contract.embedding_files(db)
+    with contract.pinned(db):  # one generation: the views list its files
+        meta = contract.read_meta(db)
+        files = contract.embedding_files(db)
     con = duckdb.connect(":memory:")
     register_h3(con)
     names = [c for c in contract.REQUIRED_COLUMNS if c != contract.EMBEDDING]

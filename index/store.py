@@ -1,9 +1,11 @@
 """Building, opening and updating the FAISS index stored in ``DB/index``.
 
-``DB/index`` holds three files written as one unit: ``faiss-<key>.index`` (the FAISS
-index, ids = H3 cells), ``rows-<key>.parquet`` (attributes of the indexed rows: the most
-recent row of each cell, sorted by cell) and ``index.json`` (the :class:`Sidecar`, written
-last, naming the other two). A crash leaves the previous set in force.
+``DB/index`` holds ``faiss-<key>.index`` (the FAISS index, ids = H3 cells) and
+``rows-<key>.parquet`` (attributes of the indexed rows: the most recent row of each
+cell, sorted by cell); the :class:`Sidecar` naming them is published last, in the
+manifest (or ``index.json`` in a folder without one), see :mod:`index.publish`. A crash
+leaves the previous index in force. Every step reads one pinned snapshot of the
+embeddings, so an index never mixes two generations.
 
 Opening compares the sidecar with the database:
 
@@ -11,12 +13,16 @@ Opening compares the sidecar with the database:
 * changed embeddings files (same model): the index is brought up to date, incrementally
   (only the changed partitions are removed and re-added) when the structure supports
   removal, else by a full rebuild.
+
+Who writes: ``earthvec build`` publishes the index with the embeddings, ``earthvec index``
+rebuilds it. :func:`open_index` is a reader: a missing or stale index is built in memory
+and stored only if the database's writer lock is free at that moment (never waiting);
+otherwise the caller searches its private copy and the database is left as it was.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,9 +33,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from embedder import contract, h3grid
-from embedder.contract import Sidecar, file_signatures, fingerprint, index_dir
+from embedder.contract import Sidecar, index_dir
 from embedder.errors import IndexMismatchError
 from index import factory as fac
+from index.publish import new_keys, store
 from index.vector_index import (
     DIRECT_MAP,
     RowOrder,
@@ -60,7 +67,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-REBUILD_HINT = "delete {dir} or pass --rebuild-index (Python: open_index(db, rebuild=True))"
+REBUILD_HINT = "rebuild it: earthvec index {db} (or --rebuild-index; Python: open_index(db, rebuild=True))"
 
 
 def build_index(
@@ -69,6 +76,8 @@ def build_index(
     factory: str | None = None,
     progress: bool = True,
     memory_bytes: int | None = None,
+    publish: bool = True,
+    wait: bool = True,
 ) -> VectorIndex:
     """Build the index of ``db`` from scratch and store it in ``DB/index``.
 
@@ -81,14 +90,29 @@ def build_index(
         factory: FAISS factory string; default :func:`index.factory.choose_factory`.
         progress: show progress bars over partitions.
         memory_bytes: memory budget for the default structure (default: half the free RAM).
+        publish: store the index (under the lock); False keeps it in memory only.
+        wait: wait for another writer before storing (False: keep it in memory if busy).
 
     Raises:
         ModelMismatchError: the embeddings mix model versions.
         EarthvecError: FAISS rejects ``factory``, or the vectors do not fit the budget.
     """
     db = Path(db)
+    with contract.pinned(db) as snap:
+        return _build(db, snap, factory, progress, memory_bytes, publish, wait)
+
+
+def _build(
+    db: Path,
+    snap: contract.Snapshot,
+    factory: str | None,
+    progress: bool,
+    memory_bytes: int | None,
+    publish: bool,
+    wait: bool,
+) -> VectorIndex:
     meta = contract.read_meta(db)
-    sigs = file_signatures(db)
+    sigs = snap.signatures()
     parts = partition_files(db)
     tables: list[pa.Table] = []
     multi = False
@@ -113,7 +137,7 @@ def build_index(
 
     built = fac.build_from_blocks(blocks, factory=chosen, n=n, dim=meta.dim, memory_bytes=memory_bytes)
     fstr = fac.normalise_factory(built.plan.factory, meta.dim)
-    return _save(db, built.index, rows, meta, fstr, sigs, multi)
+    return _save(db, built.index, rows, meta, fstr, sigs, multi, snap, publish=publish, wait=wait)
 
 
 def _sorted_rows(tables: list[pa.Table]) -> pa.Table:
@@ -133,10 +157,13 @@ def _save(
     fstr: str,
     sigs: dict[str, str],
     multi: bool,
+    snap: contract.Snapshot,
+    *,
+    publish: bool,
+    wait: bool,
 ) -> VectorIndex:
     enable_reconstruct(index)
-    key = uuid.uuid4().hex[:12]
-    folder = index_dir(db)
+    index_file, rows_file = new_keys()
     sc = Sidecar(
         factory=fstr,
         dim=meta.dim,
@@ -144,20 +171,16 @@ def _save(
         model=meta.model,
         h3_resolution=meta.h3_resolution,
         partition_resolution=meta.partition_resolution,
-        fingerprint=fingerprint(sigs),
+        fingerprint=contract.fingerprint(sigs),
         files=sigs,
-        index_file=f"faiss-{key}.index",
-        rows_file=f"rows-{key}.parquet",
+        index_file=index_file,
+        rows_file=rows_file,
         multi_date=multi,
         faiss_version=faiss.__version__,
         built_at=contract.utcnow(),
     )
-    contract.atomic_write_bytes(folder / sc.index_file, faiss.serialize_index(index).tobytes())
-    contract.write_table_atomic(rows, folder / sc.rows_file)
-    sc.save(db)
-    for old in [*folder.glob("faiss-*.index"), *folder.glob("rows-*.parquet")]:
-        if old.name not in (sc.index_file, sc.rows_file):
-            old.unlink(missing_ok=True)
+    if publish and not store(db, index, rows, sc, snap, wait=wait):
+        log.info("the index of %s was built in memory and not stored (see index.publish)", db)
     ids = np.asarray(rows.column(contract.H3).to_numpy(), dtype=np.uint64)
     return VectorIndex(db=db, index=index, sidecar=sc, rows=rows, ids=ids)
 
@@ -175,21 +198,22 @@ def check_model(db: Path, sc: Sidecar, meta: contract.DatasetMeta) -> None:
             f"the index in {index_dir(db)} was built with model {sc.model} (dim {sc.dim}, res "
             f"{sc.h3_resolution}) but the embeddings of {db} come from {meta.model} (dim "
             f"{meta.dim}, res {meta.h3_resolution}); a DB built with another model than its index "
-            f"cannot be searched: {REBUILD_HINT.format(dir=index_dir(db))}"
+            f"cannot be searched: {REBUILD_HINT.format(db=db)}"
         )
 
 
 def index_state(db: str | Path) -> str:
     """``"missing"``, ``"fresh"``, ``"stale"`` or ``"model mismatch"`` (no loading)."""
     db = Path(db)
-    sc = Sidecar.load(db)
-    if sc is None:
-        return "missing"
-    try:
-        check_model(db, sc, contract.read_meta(db))
-    except IndexMismatchError:
-        return "model mismatch"
-    return "fresh" if fingerprint(file_signatures(db)) == sc.fingerprint else "stale"
+    with contract.pinned(db) as snap:
+        sc = Sidecar.load(db)
+        if sc is None:
+            return "missing"
+        try:
+            check_model(db, sc, contract.read_meta(db))
+        except IndexMismatchError:
+            return "model mismatch"
+        return "fresh" if snap.fingerprint == sc.fingerprint else "stale"
 
 
 def open_index(
@@ -216,37 +240,41 @@ def open_index(
         ModelMismatchError: the embeddings themselves mix model versions.
     """
     db = Path(db)
+    with contract.pinned(db) as snap:
+        return _open(db, snap, rebuild, factory, progress)
+
+
+def _open(
+    db: Path, snap: contract.Snapshot, rebuild: bool | None, factory: str | None, progress: bool
+) -> VectorIndex:
     meta = contract.read_meta(db)
     sc = Sidecar.load(db)
     want = fac.normalise_factory(factory, meta.dim) if factory else None
-    hint = REBUILD_HINT.format(dir=index_dir(db))
+    hint = REBUILD_HINT.format(db=db)
     if sc is None and rebuild is False:
         raise IndexMismatchError(f"{db} has no index yet; {hint}")
     if sc is not None and want and want != sc.factory and rebuild is False:
         raise IndexMismatchError(f"the index in {index_dir(db)} is {sc.factory}, not {want}; {hint}")
     if sc is None or rebuild or (want and want != sc.factory):
-        return build_index(db, factory=want, progress=progress)
+        return build_index(db, factory=want, progress=progress, wait=False)
     check_model(db, sc, meta)
-    sigs = file_signatures(db)
-    loaded = _load(db, sc)
+    loaded = load_stored(db, sc)
     if loaded is None:
         if rebuild is False:
-            raise IndexMismatchError(
-                f"{index_dir(db)} is incomplete; {REBUILD_HINT.format(dir=index_dir(db))}"
-            )
+            raise IndexMismatchError(f"{index_dir(db)} is incomplete; {hint}")
         log.warning("index files in %s are incomplete; rebuilding", index_dir(db))
-        return build_index(db, factory=sc.factory, progress=progress)
-    if fingerprint(sigs) == sc.fingerprint:
+        return build_index(db, factory=sc.factory, progress=progress, wait=False)
+    if snap.fingerprint == sc.fingerprint:
         return loaded
     if rebuild is False:
         raise IndexMismatchError(
-            f"the index in {index_dir(db)} is stale: the embeddings changed since it was built; "
-            f"{REBUILD_HINT.format(dir=index_dir(db))}"
+            f"the index in {index_dir(db)} is stale: the embeddings changed since it was built; {hint}"
         )
-    return update_index(loaded, sigs, meta, progress=progress)
+    return update_index(loaded, snap.signatures(), meta, progress=progress, wait=False)
 
 
-def _load(db: Path, sc: Sidecar) -> VectorIndex | None:
+def load_stored(db: Path, sc: Sidecar) -> VectorIndex | None:
+    """The stored index ``sc`` names, or None when its files are missing or incomplete."""
     folder = index_dir(db)
     ipath, rpath = folder / sc.index_file, folder / sc.rows_file
     if not (sc.index_file and ipath.exists() and rpath.exists()):
@@ -266,19 +294,39 @@ def changed_partitions(old: dict[str, str], new: dict[str, str]) -> set[str]:
 
 
 def update_index(
-    vi: VectorIndex, sigs: dict[str, str], meta: contract.DatasetMeta, *, progress: bool = False
+    vi: VectorIndex,
+    sigs: dict[str, str],
+    meta: contract.DatasetMeta,
+    *,
+    progress: bool = False,
+    wait: bool = True,
+    publish: bool = True,
 ) -> VectorIndex:
     """Bring a stale index up to date by re-indexing only the changed partitions.
 
     The rows of each changed partition are removed (one id-range selector per partition:
     its descendants at the index resolution are contiguous ids) and its current most-recent
-    rows added. Structures without removal (HNSW) are rebuilt in full.
+    rows added. Structures without removal (HNSW) are rebuilt in full. ``sigs`` are the
+    file signatures of the pinned snapshot the update reads.
     """
+    with contract.pinned(vi.db) as snap:
+        return _update(vi, sigs, meta, snap, progress, wait, publish)
+
+
+def _update(
+    vi: VectorIndex,
+    sigs: dict[str, str],
+    meta: contract.DatasetMeta,
+    snap: contract.Snapshot,
+    progress: bool,
+    wait: bool,
+    publish: bool,
+) -> VectorIndex:
     parts = changed_partitions(vi.sidecar.files, sigs)
     vi._order = RowOrder()  # the views into the index below go stale when it changes
     if not fac.supports_remove(vi.index) or not vi.index.is_trained:
         log.info("embeddings changed in %d partition(s); rebuilding the index", len(parts))
-        return build_index(vi.db, factory=vi.sidecar.factory, progress=progress)
+        return build_index(vi.db, factory=vi.sidecar.factory, progress=progress, wait=wait, publish=publish)
     log.info("embeddings changed in %d partition(s); updating the index", len(parts))
     index = vi.index
     keep = np.ones(len(vi.ids), dtype=bool)
@@ -301,4 +349,4 @@ def update_index(
         index.add_with_ids(contract.embeddings_matrix(table), ids.astype(np.int64))
         tables.append(table.select(ATTR_COLUMNS))
     rows = _sorted_rows(tables)
-    return _save(vi.db, index, rows, meta, vi.sidecar.factory, sigs, multi)
+    return _save(vi.db, index, rows, meta, vi.sidecar.factory, sigs, multi, snap, publish=publish, wait=wait)

@@ -69,8 +69,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="drop chips whose share of valid pixels is at or below this (default 0)",
     )
     p.add_argument("--skip-empty", action="store_true", help="drop all-nodata chip files instead of failing")
-    p.add_argument("--overwrite", action="store_true", help="replace embeddings already in DB")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the embeddings in DB (the old ones stay published until the new ones are)",
+    )
+    add_writer_arguments(p)
+    p.add_argument("--no-index", action="store_true", help="do not build the FAISS index with the embeddings")
+    p.add_argument("--device", help="torch device of the model: cpu, cuda, cuda:1 (numpy models: CPU)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="chips per model call (256 CPU, 2048 GPU)")
+    p.add_argument("--workers", type=int, default=1, help="processes embedding shards (numpy models only)")
     p.add_argument("--list-sensors", action="store_true", help="print the sensor presets and exit")
+
+
+def add_writer_arguments(p: argparse.ArgumentParser) -> None:
+    """``--no-wait``, shared by every command that writes a database."""
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if another process is writing DB (default: wait for it, showing who)",
+    )
+
+
+def command_line() -> str:
+    """This process's command line (recorded in the lock and the manifest)."""
+    import os
+    import sys
+
+    return " ".join(["earthvec", *sys.argv[1:]]) if sys.argv else f"earthvec (pid {os.getpid()})"
+
+
+def index_hook(no_index: bool):  # noqa: ANN201 (index imported lazily)
+    """What a build runs before its commit: build the index of the new generation (unless off)."""
+    if no_index:
+        return None
+
+    def finish(tx) -> None:  # noqa: ANN001
+        from index.txindex import index_into
+
+        index_into(tx, progress=True)
+
+    return finish
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
         return values[i] if len(values) > 1 else (values[0] if values else None)
 
     specs = [SourceSpec([src], pick(sensors, i), pick(bands, i)) for i, src in enumerate(sources)]
-    embedder = pretrained_embedder(args.model or DEFAULT_MODEL, args.weights, args.allow_download)
+    embedder = pretrained_embedder(
+        args.model or DEFAULT_MODEL, args.weights, args.allow_download, device=args.device
+    )
     if args.stac:
         from embedder.stac import StacQuery, stac_items
 
@@ -124,6 +165,12 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         datetime_window=args.datetime,
         embedder=embedder,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        wait=not args.no_wait,
+        command=command_line(),
+        finish=index_hook(args.no_index),
     )
     print(
         f"built {args.db}: {report.rows_written} rows written in {report.shards_written} shard(s), "
@@ -131,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         f"{report.rows_dropped_low_valid} below --min-valid {args.min_valid:g} dropped, "
         f"{report.items_outside_datetime} input(s) outside --datetime; "
         f"model {report.model}, H3 res {report.resolution}; {report.seconds:.1f} s "
-        f"({report.rows_per_second:.0f} rows/s)"
+        f"({report.rows_per_second:.0f} rows/s); published generation {report.generation} "
+        f"({report.rows_total} rows)"
     )
     return 0
 

@@ -43,7 +43,11 @@ def build_demo(root: Path, data: Path, model: str) -> Path:
         SourceSpec([str(data / "bigearthnet_s1s2" / "S1" / "**" / "*.tif")], "sentinel1-grd"),
         SourceSpec([str(data / "landsat8" / "l8_B*.tif")], "landsat8-l1"),
     ]
-    report = build_db(db, sources, res=DEMO_RES, model=model)
+    from app.cli.build import index_hook
+
+    report = build_db(
+        db, sources, res=DEMO_RES, model=model, command="earthvec demo", finish=index_hook(False)
+    )
     print(
         f"[1/6] built {db}: {report.rows_written} new rows ({report.shards_skipped} shards already done), "
         f"model {report.model}, {report.seconds:.1f} s"
@@ -93,7 +97,11 @@ def build_global(root: Path, data: Path, model: str, res: int) -> Path:
     from embedder.globe.build import build_global_db
 
     db = root / "global"
-    report = build_global_db(db, res=res, model=model, root=data / "global")
+    from app.cli.build import index_hook
+
+    report = build_global_db(
+        db, res=res, model=model, root=data / "global", command="earthvec demo", finish=index_hook(False)
+    )
     print(
         f"[4/6] built {db}: {report.rows_written} new land cells at H3 res {res} "
         f"({report.shards_skipped} shards already done), model {report.model}, {report.seconds:.1f} s"

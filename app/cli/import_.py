@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from app.cli.build import add_writer_arguments
+
 HELP = "Import another product's embeddings (Satellite Embedding, TESSERA, Major TOM, Clay, ...)."
 PRODUCTS = ("satellite-embedding", "tessera", "majortom", "clay", "earthindex")
 
@@ -28,7 +30,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also store each row's spread: 1 - |mean of its unit pixel (chip) vectors|",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace the embeddings already in DB")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the embeddings in DB (the old ones stay published until the new ones are)",
+    )
+    add_writer_arguments(p)
+    p.add_argument("--no-index", action="store_true", help="do not build the FAISS index with the rows")
     p.add_argument("--format", choices=("table", "json"), default="table", help="output format")
 
 
@@ -36,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     """Import and print what was written."""
     import json
 
+    from app.cli.build import command_line, index_hook
     from embedder.importers import import_product
 
     r = import_product(
@@ -48,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         spread=args.spread,
         overwrite=args.overwrite,
         progress=True,
+        wait=not args.no_wait,
+        command=command_line(),
+        finish=index_hook(args.no_index),
     )
     if args.format == "json":
         print(json.dumps(r.to_dict(), indent=1))

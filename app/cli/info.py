@@ -45,14 +45,15 @@ def run(args: argparse.Namespace) -> int:
                 levels = [int(r) for r in args.pyramid.split(",")]
             except ValueError as exc:
                 raise QueryError(f"--pyramid {args.pyramid!r}: give resolutions such as 7,6,5") from exc
-            build_pyramid(vi, levels, progress=True)
+            build_pyramid(vi, levels, progress=True, wait=False)
     info = db_info(args.db)
     if args.format == "json":
         print(json.dumps(info, indent=1))
         return 0
     ix = info["index"]
+    stale, old_maps = set(info["stale_pyramid"]), set(info["stale_predictions"])
     lines = [
-        ("database", info["db"]),
+        ("database", info["db"] + (f" (generation {info['generation']})" if info["generation"] else "")),
         ("model", f"{info['model']} (dim {info['dim']})"),
         ("rows / cells", f"{info['rows']} rows, {info['cells']} cells"),
         (
@@ -77,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
             + (
                 f": {ix['factory']}, {ix['count']} vectors, built {ix['built_at']}"
                 if ix["factory"]
-                else " (built on first query)"
+                else f" (build it: earthvec index {info['db']})"
             ),
         ),
-        ("pyramid", ", ".join(f"res {r}" for r in info["pyramid"]) or "-"),
+        ("pyramid", ", ".join(f"res {r}" + (" (stale)" * (r in stale)) for r in info["pyramid"]) or "-"),
         ("labels", ", ".join(info["labels"]) or "-"),
-        ("predictions", ", ".join(info["predictions"]) or "-"),
+        ("predictions", ", ".join(p + " (stale)" * (p in old_maps) for p in info["predictions"]) or "-"),
     ]
     for key, val in lines:
         print(f"{key:20s} {val}")

@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=5, help="spatial cross-validation folds (default 5)")
     add_filter_arguments(p)
     p.add_argument("--rebuild-index", action="store_true", help="rebuild the FAISS index first")
+    from app.cli.build import add_writer_arguments
+
+    add_writer_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         n_folds=args.folds,
         flt=None if flt.empty else flt,
         progress=True,
+        wait=not getattr(args, "no_wait", False),
     )
     s = r.seeds
     print(

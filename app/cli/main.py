@@ -14,6 +14,7 @@ import sys
 
 COMMANDS: dict[str, str] = {
     "build": "Cut imagery into H3 chips, embed them and write H3-keyed Parquet.",
+    "index": "Build or update the FAISS index (and pyramid levels) of a database.",
     "info": "Counts, model, resolution and partitions of a database.",
     "similar": "Find the places most similar to a cell, a point or examples.",
     "label": "kNN land-cover labelling of every cell from a few seed labels.",
@@ -38,6 +39,24 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in COMMANDS.items():
         sub.add_parser(name, help=help_, add_help=False)
     return p
+
+
+READERS = ("similar", "sql", "info")
+"""Commands that only read: run once more when a newer generation was published while they read."""
+
+
+def _generation(args: argparse.Namespace) -> int | None:
+    """The published generation of the command's database (None when there is none)."""
+    db = getattr(args, "db", None)
+    if not db:
+        return None
+    try:
+        from embedder.contract import read_manifest
+
+        m = read_manifest(db)
+    except Exception:  # noqa: BLE001 - only a hint for the retry
+        return None
+    return m.generation if m else None
 
 
 NUMERIC_LIST_OPTIONS = ("--bbox", "--vector", "--positive", "--negative")
@@ -93,14 +112,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(_glue_negative_values(argv[1:]))
     from embedder.errors import EarthvecError
 
-    try:
-        return int(module.run(args) or 0)
-    except EarthvecError as exc:
-        print(f"earthvec {name}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"earthvec {name}: interrupted; finished shards are kept, re-run to resume", file=sys.stderr)
-        return 130
+    for attempt in (0, 1):
+        seen = _generation(args)
+        try:
+            return int(module.run(args) or 0)
+        except KeyboardInterrupt:
+            msg = "interrupted; the database is as before, finished shards are kept: run again to resume"
+            print(f"earthvec {name}: {msg}", file=sys.stderr)
+            return 130
+        except Exception as exc:  # noqa: BLE001 - re-raised unless it is a known case
+            if attempt == 0 and name in READERS and seen is not None and _generation(args) != seen:
+                logging.getLogger("earthvec").info("a new generation was published while reading; again")
+                continue  # a file of the generation read vanished after two newer ones: read again
+            if isinstance(exc, EarthvecError):
+                print(f"earthvec {name}: error: {exc}", file=sys.stderr)
+                return 1
+            raise
+    return 1
 
 
 if __name__ == "__main__":

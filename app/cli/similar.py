@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rebuild-index",
         action="store_true",
-        help="rebuild the FAISS index from the embeddings first (e.g. after a model change)",
+        help="rebuild the FAISS index from the embeddings first (kept in memory when another "
+        "process is writing the database; earthvec index DB stores it)",
     )
     p.add_argument("--factory", help="FAISS factory string for a (re)build, e.g. HNSW32 or IVF1024,Flat")
 
@@ -182,9 +183,8 @@ def _coarse_to_fine(vi, query: dict, args: argparse.Namespace, flt):  # noqa: AN
     """Pyramid search: rank parents at ``--coarse``, then search inside the best ``--parents``."""
     import sys
 
-    from embedder.contract import level_path
-    from embedder.errors import QueryError
-    from index.pyramid import build_pyramid, similar_coarse_to_fine
+    from embedder.errors import DatabaseLockedError, QueryError
+    from index.pyramid import build_pyramid, level_state, similar_coarse_to_fine
     from index.search import query_for
 
     if not 0 <= args.coarse < vi.resolution:
@@ -194,9 +194,16 @@ def _coarse_to_fine(vi, query: dict, args: argparse.Namespace, flt):  # noqa: AN
     if flt is not None:
         flt.validate(vi.resolution)
     q, skip = query_for(vi, **query)
-    if not level_path(vi.db, args.coarse).exists():
-        print(f"building pyramid level {args.coarse} of {vi.db} (once)", file=sys.stderr)
-        build_pyramid(vi, [args.coarse])
+    state = level_state(vi.db, args.coarse)
+    if state != "fresh":  # built under the writer lock, never waiting for another writer
+        print(f"building pyramid level {args.coarse} of {vi.db} ({state})", file=sys.stderr)
+        try:
+            build_pyramid(vi, [args.coarse], wait=False)
+        except DatabaseLockedError as exc:
+            raise DatabaseLockedError(
+                f"pyramid level {args.coarse} of {vi.db} is {state} and {exc}; or build it later: "
+                f"earthvec index {vi.db} --pyramid {args.coarse}"
+            ) from None
     hits = similar_coarse_to_fine(
         vi, q[None, :], args.k, coarse_res=args.coarse, n_parents=args.parents, exclude=[skip], flt=flt
     )

@@ -62,11 +62,14 @@ def h3_hex(values: pd.Series) -> list[str] | None:
 
 
 def _connection(db: str) -> object:
+    from pathlib import Path
+
     from index.sql import connect
 
+    key = (db, state.db_stamp(Path(db)))  # a new generation gets a new connection (its files)
     held = st.session_state.get(CON_KEY)
-    if held is None or held[0] != db:
-        held = (db, connect(db, read_only=True))
+    if held is None or held[0] != key:
+        held = (key, connect(db, read_only=True))
         st.session_state[CON_KEY] = held
     return held[1]
 

@@ -9,8 +9,10 @@ itself. The sub-modules hold one idea each:
 * :mod:`~embedder.contract.tables`: seeds, label layers, prediction maps, pyramid levels;
 * :mod:`~embedder.contract.geo`: the one GeoParquet 1.1 writer (``bbox`` covering column);
 * :mod:`~embedder.contract.sidecar`: the FAISS index sidecar and the dataset fingerprint;
-* :mod:`~embedder.contract.manifest`: the build record ``DB/build.json``;
-* :mod:`~embedder.contract.io`: atomic writes;
+* :mod:`~embedder.contract.manifest`: ``DB/manifest.json``, the published generation;
+* :mod:`~embedder.contract.snapshot`: what readers see (one generation, pinned per operation);
+* :mod:`~embedder.contract.report`: the build record ``DB/build.json``;
+* :mod:`~embedder.contract.io`: durable atomic writes (fsync, ``os.replace``, fsync of the folder);
 * :mod:`~embedder.contract.imports`: pooling columns and provenance of imported rows;
 * :mod:`~embedder.contract.emb`: the ``emb`` footer block and STAC ``emb:`` fields of exports.
 
@@ -42,38 +44,76 @@ from embedder.contract.geo import (
     with_bbox_field,
 )
 from embedder.contract.imports import import_metadata, with_import_metadata, with_pooling_columns
-from embedder.contract.io import atomic_write_bytes, copy_atomic, temp_path, utcnow, write_table_atomic
+from embedder.contract.io import (
+    atomic_write_bytes,
+    copy_atomic,
+    fsync_dir,
+    fsync_file,
+    make_dirs,
+    publish_file,
+    sha256_file,
+    temp_path,
+    utcnow,
+    write_table_atomic,
+)
 from embedder.contract.layout import (
     BUILD_STATE,
     EMBEDDINGS_DIR,
     IMPORT_STATE,
     INDEX_DIR,
+    JOURNAL_DIR,
     LABELS_DIR,
+    LOCK_NAME,
+    MANIFEST_NAME,
     PREDICTIONS_DIR,
     PYRAMID_DIR,
     SIDECAR_NAME,
-    embedding_files,
     embeddings_dir,
     find_databases,
     index_dir,
+    journal_dir,
     labels_dir,
     level_path,
+    lock_path,
+    manifest_path,
     predictions_dir,
     shard_path,
 )
-from embedder.contract.manifest import BuildReport
-from embedder.contract.sidecar import Sidecar, file_signature, file_signatures, fingerprint
+from embedder.contract.manifest import (
+    Derived,
+    FileEntry,
+    Manifest,
+    Partition,
+    ShardRecord,
+    fingerprint,
+    read_manifest,
+    write_manifest,
+)
+from embedder.contract.report import BuildReport
+from embedder.contract.sidecar import Sidecar
+from embedder.contract.snapshot import (
+    Snapshot,
+    embedding_files,
+    file_signature,
+    file_signatures,
+    load_snapshot,
+    pinned,
+    snapshot,
+)
 from embedder.contract.tables import label_layer_schema, prediction_schema, pyramid_schema, seeds_schema
 
 __all__ = [
-    "BBOX_FIELDS", "BBOX_TYPE", "BUILD_STATE", "EMBEDDINGS_DIR", "IMPORT_STATE", "INDEX_DIR", "LABELS_DIR",
-    "PREDICTIONS_DIR", "PYRAMID_DIR", "REQUIRED_COLUMNS", "SIDECAR_NAME", "BuildReport", "DatasetMeta",
-    "Sidecar", "add_bbox", "arrow_schema", "atomic_write_bytes", "bbox_array", "copy_atomic",
+    "BBOX_FIELDS", "BBOX_TYPE", "BUILD_STATE", "EMBEDDINGS_DIR", "IMPORT_STATE", "INDEX_DIR", "JOURNAL_DIR", "LABELS_DIR",
+    "LOCK_NAME", "MANIFEST_NAME", "PREDICTIONS_DIR", "PYRAMID_DIR", "REQUIRED_COLUMNS", "SIDECAR_NAME",
+    "BuildReport", "DatasetMeta", "Derived", "FileEntry", "Manifest", "Partition", "ShardRecord",
+    "Sidecar", "Snapshot", "add_bbox", "arrow_schema", "atomic_write_bytes", "bbox_array", "copy_atomic",
     "embedding_files", "embeddings_dir", "embeddings_matrix", "ensure_compatible", "file_signature",
-    "file_signatures", "find_databases", "fingerprint", "geo_metadata", "geo_schema", "import_metadata",
-    "index_dir",
-    "label_layer_schema", "labels_dir", "level_path", "make_table", "open_dataset", "predictions_dir",
-    "prediction_schema", "pyramid_schema", "read_meta", "read_table", "seeds_schema", "shard_path",
-    "temp_path", "to_geoparquet", "utcnow", "validate_schema", "with_bbox_field", "with_import_metadata",
-    "with_pooling_columns", "write_table_atomic",
+    "file_signatures", "find_databases", "fingerprint", "fsync_dir", "fsync_file", "geo_metadata",
+    "geo_schema", "import_metadata", "index_dir",
+    "journal_dir", "label_layer_schema", "labels_dir", "level_path", "load_snapshot", "lock_path",
+    "make_dirs", "make_table", "manifest_path", "open_dataset", "pinned", "predictions_dir",
+    "prediction_schema", "publish_file", "pyramid_schema", "read_manifest", "read_meta", "read_table",
+    "seeds_schema", "sha256_file", "shard_path", "snapshot", "temp_path", "to_geoparquet", "utcnow",
+    "validate_schema", "with_bbox_field", "with_import_metadata", "with_pooling_columns", "write_manifest",
+    "write_table_atomic",
 ]  # fmt: skip

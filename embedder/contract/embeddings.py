@@ -37,7 +37,8 @@ from embedder.contract.columns import (
     VALID_FRACTION,
 )
 from embedder.contract.geo import bbox_array, geo_metadata, with_bbox_field
-from embedder.contract.layout import embedding_files, embeddings_dir
+from embedder.contract.layout import embeddings_dir
+from embedder.contract.snapshot import embedding_files, pinned
 from embedder.errors import ModelMismatchError, SchemaError
 
 
@@ -229,9 +230,10 @@ def ensure_compatible(db: str | Path, meta: DatasetMeta, fix: str) -> None:
 
 
 def open_dataset(db: str | Path) -> tuple[pads.Dataset, DatasetMeta]:
-    """Open the embeddings as a pyarrow dataset after validating the contract."""
-    meta = read_meta(db)
-    files = embedding_files(db)
+    """Open the embeddings (one generation) as a pyarrow dataset after validating the contract."""
+    with pinned(db):
+        meta = read_meta(db)
+        files = embedding_files(db)
     part = pads.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
     ds = pads.dataset(
         [str(f) for f in files],

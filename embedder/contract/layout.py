@@ -7,8 +7,15 @@ A database (``DB``) is a folder::
     DB/labels/<name>.parquet                                seeds and label layers
     DB/predictions/<name>.parquet                           kNN maps
     DB/pyramid/res=<r>.parquet                              parent aggregates
+    DB/manifest.json                                        the published state (one generation)
+    DB/.lock                                                the writer lock (holder's pid, command)
+    DB/.journal/<transaction>.jsonl                         finished shards of a running write
     DB/build.json                                           the last build's record
     DB/import.json                                          the last import's record
+
+Readers take the embeddings files from ``manifest.json`` (see
+:mod:`~embedder.contract.manifest`); a folder written before manifests existed has none and
+is read by listing ``embeddings/``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ PYRAMID_DIR = "pyramid"
 BUILD_STATE = "build.json"
 IMPORT_STATE = "import.json"
 SIDECAR_NAME = "index.json"
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
+JOURNAL_DIR = ".journal"
 
 
 def embeddings_dir(db: str | Path) -> Path:
@@ -53,24 +63,38 @@ def level_path(db: str | Path, res: int) -> Path:
     return Path(db) / PYRAMID_DIR / f"res={res}.parquet"
 
 
+def manifest_path(db: str | Path) -> Path:
+    """The manifest: the one file that says which files make up the database now."""
+    return Path(db) / MANIFEST_NAME
+
+
+def lock_path(db: str | Path) -> Path:
+    """The writer lock file of a database."""
+    return Path(db) / LOCK_NAME
+
+
+def journal_dir(db: str | Path) -> Path:
+    """Folder of the journals of unfinished write transactions."""
+    return Path(db) / JOURNAL_DIR
+
+
 def shard_path(db: str | Path, parent_hex: str, key: str) -> Path:
     """Path of the file holding one shard (one H3 parent) of one build."""
     return embeddings_dir(db) / f"{PARTITION}={parent_hex}" / f"part-{key}.parquet"
 
 
-def embedding_files(db: str | Path) -> list[Path]:
-    """All embeddings files of a database, sorted.
-
-    Raises:
-        InputNotFoundError: when ``db`` holds no embeddings.
-    """
+def listed_embedding_files(db: str | Path) -> list[Path]:
+    """The embeddings files found by listing ``embeddings/`` (folders without a manifest), sorted."""
     root = embeddings_dir(db)
-    files = sorted(p for p in root.glob(f"{PARTITION}=*/*.parquet") if not p.name.startswith("."))
-    if not files:
-        raise InputNotFoundError(
-            f"no embeddings under {root}; build the database first: earthvec build {db} --source ..."
-        )
-    return files
+    return sorted(p for p in root.glob(f"{PARTITION}=*/*.parquet") if not p.name.startswith("."))
+
+
+def no_embeddings(db: str | Path) -> InputNotFoundError:
+    """The error for a database without embeddings, naming the command that builds one."""
+    return InputNotFoundError(
+        f"no embeddings under {embeddings_dir(db)}; build the database first: "
+        f"earthvec build {db} --source ..."
+    )
 
 
 def find_databases(root: str | Path) -> list[Path]:
@@ -83,10 +107,14 @@ def find_databases(root: str | Path) -> list[Path]:
         InputNotFoundError: when neither ``root`` nor a folder inside it holds embeddings.
     """
     root = Path(root)
-    if embeddings_dir(root).is_dir():
+
+    def is_db(p: Path) -> bool:
+        return embeddings_dir(p).is_dir() or manifest_path(p).is_file()
+
+    if is_db(root):
         return [root]
     inside = root.glob("*") if root.is_dir() else iter(())
-    found = sorted(p for p in inside if p.is_dir() and embeddings_dir(p).is_dir())
+    found = sorted(p for p in inside if p.is_dir() and is_db(p))
     if not found:
         raise InputNotFoundError(
             f"{root} is not an earthvec database (no {EMBEDDINGS_DIR}/ in it or in a folder inside it); "

@@ -4,48 +4,32 @@ The sidecar says what the index was built from: factory string, dimension, vecto
 model ``name@version`` and a fingerprint of every embeddings file. Opening an index compares
 the sidecar with the database: another model is an error, changed files mean a stale index.
 
-The fingerprint of a file is its path relative to ``DB/embeddings``, its size and a hash of
-its last 64 KiB (the Parquet footer with row counts, offsets and column statistics), so it
+The signature of a file is its path relative to ``DB/embeddings``, its size and a hash:
+of its bytes (the SHA-256 the manifest records) or, in a folder without a manifest, of its
+last 64 KiB (the Parquet footer with row counts, offsets and column statistics), so it
 follows the content and survives copies that do not keep modification times.
+
+Where the sidecar lives: in a database with a manifest it is part of the manifest (the
+``index`` entry of ``derived``), published with the generation it indexes; a folder
+without a manifest keeps it in ``DB/index/index.json``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from embedder.contract.io import atomic_write_bytes
-from embedder.contract.layout import SIDECAR_NAME, embedding_files, embeddings_dir, index_dir
+from embedder.contract.layout import SIDECAR_NAME, index_dir
+from embedder.contract.manifest import INDEX, fingerprint
+from embedder.contract.snapshot import file_signature, file_signatures
 from embedder.errors import IndexMismatchError
 
+__all__ = ["SIDECAR_VERSION", "Sidecar", "file_signature", "file_signatures", "fingerprint"]
+
 SIDECAR_VERSION = 1
-TAIL_BYTES = 64 * 1024
-
-
-def file_signature(path: Path) -> str:
-    """Size plus a hash of the file's tail (its Parquet footer)."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        fh.seek(max(0, size - TAIL_BYTES))
-        tail = fh.read()
-    return f"{size}:{hashlib.sha256(tail).hexdigest()[:16]}"
-
-
-def file_signatures(db: str | Path) -> dict[str, str]:
-    """``relative path -> signature`` for every embeddings file of ``db``."""
-    root = embeddings_dir(db)
-    return {f.relative_to(root).as_posix(): file_signature(f) for f in embedding_files(db)}
-
-
-def fingerprint(signatures: dict[str, str]) -> str:
-    """One hash over sorted file signatures."""
-    h = hashlib.sha256()
-    for name in sorted(signatures):
-        h.update(f"{name}\t{signatures[name]}\n".encode())
-    return h.hexdigest()[:24]
 
 
 @dataclass
@@ -87,13 +71,31 @@ class Sidecar:
         """Serialised sidecar."""
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (stored in the manifest)."""
+        return asdict(self)
+
     @classmethod
     def load(cls, db: str | Path) -> Sidecar | None:
-        """Read the sidecar of ``db``; ``None`` when there is no index yet.
+        """Read the sidecar of ``db`` (of the pinned snapshot, if any); ``None`` without an index.
 
         Raises:
             IndexMismatchError: when the sidecar is unreadable.
         """
+        from embedder.contract.snapshot import snapshot
+
+        m = snapshot(db).manifest
+        if m is not None:
+            entry = m.derived.get(INDEX)
+            if entry is None:
+                return None
+            try:
+                return cls(**entry.info["sidecar"])
+            except (KeyError, TypeError) as exc:
+                raise IndexMismatchError(
+                    f"the index entry of {db}/manifest.json is malformed ({exc}); "
+                    f"rebuild it: earthvec index {db}"
+                ) from exc
         path = index_dir(db) / SIDECAR_NAME
         if not path.exists():
             return None
@@ -107,5 +109,5 @@ class Sidecar:
             ) from exc
 
     def save(self, db: str | Path) -> None:
-        """Write the sidecar atomically."""
+        """Write ``DB/index/index.json`` atomically (folders without a manifest)."""
         atomic_write_bytes(index_dir(db) / SIDECAR_NAME, self.to_json())

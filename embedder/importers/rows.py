@@ -1,7 +1,7 @@
 """Writing imported rows: contract tables grouped per H3 partition, one shard file each.
 
-Every import writes through :func:`_write_partition` (the one place that touches storage),
-one call per ``h3_parent`` partition, under a key that hashes what fixes the shard's
+Every import writes through one write transaction (:class:`~embedder.storage.Transaction`),
+one ``write_shard`` call per ``h3_parent`` partition, under a key that hashes what fixes the shard's
 content (product version, resolution, partition, the source files' signatures), so a
 re-run finds its shards and skips them. Rows of a second product, or of another version,
 are refused: one database holds one product version (one model), never a mix.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 from embedder import contract, h3grid
 from embedder.errors import ModelMismatchError, SchemaError
 from embedder.importers.products import Product
+from embedder.storage import Transaction
 from embedder.vectors import config_hash
 
 PARTITION_OFFSET = 7
@@ -122,49 +122,43 @@ def import_meta(
     )
 
 
+def _mix_error(db: Path, old_model: str, imported: bool, meta: contract.DatasetMeta) -> ModelMismatchError:
+    what = "imported from" if imported else "built with"
+    return ModelMismatchError(
+        f"{db} holds rows {what} {old_model}; this import is {meta.model}. One database holds "
+        f"one product version: import into a new folder (earthvec import NEW_DB --from "
+        f"{meta.model_name} ...) or pass --overwrite to replace its embeddings"
+    )
+
+
 def check_target(db: Path, meta: contract.DatasetMeta, overwrite: bool) -> None:
-    """Refuse to add rows of another product, version, dimension or resolution to ``db``.
+    """Refuse early (before reading any pixel) to add rows of another product or version to ``db``.
+
+    Reads only; the write transaction checks again under the lock.
 
     Raises:
         ModelMismatchError: naming what the database holds and what to do instead.
     """
     if overwrite:
-        for sub in (contract.EMBEDDINGS_DIR, contract.INDEX_DIR):
-            shutil.rmtree(db / sub, ignore_errors=True)
         return
     try:
         old = contract.read_meta(db)
     except FileNotFoundError:
         return
     if old.model != meta.model:
-        what = "imported from" if old.model_config.get("product") else "built with"
-        raise ModelMismatchError(
-            f"{db} holds rows {what} {old.model}; this import is {meta.model}. One database holds "
-            f"one product version: import into a new folder (earthvec import NEW_DB --from "
-            f"{meta.model_name} ...) or pass --overwrite to replace its embeddings"
-        )
-    contract.ensure_compatible(
-        db, meta, "import into a new database folder, or pass --overwrite to replace the old embeddings"
-    )
+        raise _mix_error(db, old.model, bool(old.model_config.get("product")), meta)
+    contract.ensure_compatible(db, meta, MIX_FIX)
 
 
-def _write_partition(db: Path, parent_hex: str, key: str, table: Any) -> None:
-    """Write one partition's shard (the one storage call of every import)."""
-    contract.write_table_atomic(table, contract.shard_path(db, parent_hex, key))
+MIX_FIX = "import into a new database folder, or pass --overwrite to replace the old embeddings"
 
 
-def _has_partition(db: Path, parent_hex: str, key: str) -> bool:
-    return contract.shard_path(db, parent_hex, key).exists()
-
-
-def _existing_keys(db: Path, parent_hex: str, key: str) -> set[tuple[int, Any]]:
-    """(h3, datetime) of rows already in the partition's other shards."""
-    folder = contract.shard_path(db, parent_hex, key).parent
+def _existing_keys(tx: Transaction, parent_hex: str) -> set[tuple[int, Any]]:
+    """(h3, datetime) of rows the base generation already holds in the partition."""
+    part = tx.base_partition(parent_hex)
     out: set[tuple[int, Any]] = set()
-    for f in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-        if f.name.startswith(".") or f == contract.shard_path(db, parent_hex, key):
-            continue
-        t = pq.read_table(f, columns=[contract.H3, contract.DATETIME])
+    for f in part.files if part else []:
+        t = pq.read_table(tx.db / f.path, columns=[contract.H3, contract.DATETIME])
         out.update(zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True))
     return out
 
@@ -175,7 +169,7 @@ def _signature(path: str) -> str:
 
 
 def write_rows(
-    db: Path,
+    tx: Transaction,
     rows: CellRows,
     meta: contract.DatasetMeta,
     info: dict[str, Any],
@@ -185,7 +179,7 @@ def write_rows(
     """Write ``rows`` partition by partition (skipping shards a previous run finished).
 
     Args:
-        db: database folder.
+        tx: the open write transaction of the database (the caller commits).
         rows: the rows.
         meta: their metadata (model = the product's ``name@version``).
         info: provenance for the ``earthvec_import`` block of every file.
@@ -196,6 +190,10 @@ def write_rows(
         ModelMismatchError: a partition already holds rows of the same cells and times from
             an import of other files.
     """
+    db = tx.db
+    if tx.base is not None and tx.base.partitions and not tx.replace and tx.base.model != meta.model:
+        raise _mix_error(db, tx.base.model, True, meta)
+    tx.check_meta(meta, MIX_FIX)
     parents = h3grid.cell_parents(rows.cells, meta.partition_resolution)
     when = np.array([d.timestamp() if d else -np.inf for d in rows.datetimes])
     report.rows = len(rows)
@@ -208,10 +206,10 @@ def write_rows(
         parent_hex = h3grid.cell_to_str(parent)
         key = config_hash(meta.model, meta.h3_resolution, parent_hex, [_signature(f) for f in files_in],
                           part.spread is not None)  # fmt: skip
-        if _has_partition(db, parent_hex, key):
+        if tx.has_shard(parent_hex, key):
             report.partitions_skipped += 1
             continue
-        clash = _existing_keys(db, parent_hex, key) & {
+        clash = _existing_keys(tx, parent_hex) & {
             (int(c), d) for c, d in zip(part.cells.tolist(), part.datetimes, strict=True)
         }
         if clash:
@@ -229,7 +227,7 @@ def write_rows(
         )  # fmt: skip
         table = contract.with_pooling_columns(table, part.count, part.spread)
         table = contract.with_import_metadata(table, {**info, "files": files_in})
-        _write_partition(db, parent_hex, key, table)
+        tx.write_shard(parent_hex, key, table)
         report.partitions_written += 1
         report.rows_written += len(part)
 

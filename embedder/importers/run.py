@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from embedder.importers.chips import pool_chips
 from embedder.importers.pool import pixel_area_m2, pool_pixels
 from embedder.importers.products import Product, get_product
 from embedder.importers.rows import CellRows, ImportReport, check_target, import_meta, save_report, write_rows
+from embedder.storage import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,9 @@ def import_product(
     spread: bool = False,
     overwrite: bool = False,
     progress: bool = False,
+    wait: bool = True,
+    command: str = "",
+    finish: Callable[[Transaction], None] | None = None,
 ) -> ImportReport:
     """Import a product's files into the earthvec database ``db``.
 
@@ -122,8 +127,12 @@ def import_product(
         year: the year of annual pixel products when the paths do not say it.
         version: the product version when the files do not say it.
         spread: also store each row's spread (``1 - |mean unit pixel/chip vector|``).
-        overwrite: replace the embeddings already in ``db``.
+        overwrite: replace the embeddings already in ``db`` (the old ones stay readable until
+            the new generation is published).
         progress: show progress bars.
+        wait: wait for another writer of ``db`` instead of failing.
+        command: the command line recorded in the lock and the manifest.
+        finish: run inside the transaction before it commits (e.g. build the index).
 
     Returns:
         An :class:`~embedder.importers.rows.ImportReport` (also written to ``DB/import.json``).
@@ -142,7 +151,12 @@ def import_product(
     rows, meta, report, files = run(db, prod, module, paths, opts)
     info = {"product": prod.name, "version": meta.model_version, "years": report.years,
             "imported": contract.utcnow()}  # fmt: skip
-    write_rows(db, rows, meta, info, set(files), report)
+    with Transaction(db, command=command or f"earthvec import --from {prod.name}", replace=overwrite,
+                     wait=wait) as tx:  # fmt: skip
+        write_rows(tx, rows, meta, info, set(files), report)
+        if finish is not None:
+            finish(tx)
+        tx.commit()
     report.seconds = time.perf_counter() - t0
     save_report(db, report)
     log.info("imported %d rows of %s into %s", report.rows_written, meta.model, db)

@@ -9,7 +9,7 @@ import pytest
 from embedder import contract
 from embedder.baseline import ChannelStats
 from embedder.build import SourceSpec, build_db
-from embedder.errors import ModelMismatchError, RasterError
+from embedder.errors import ModelMismatchError, QueryError, RasterError
 from tests.conftest import EUROSAT_GLOB, LANDSAT_GLOB
 from tests.embedder.conftest import rewrite
 
@@ -58,30 +58,41 @@ def test_rebuild_skips_finished_shards(tmp_path):
     assert len(contract.read_table(tmp_path / "db")) == 40
 
 
-class _Crash(ChannelStats):
-    def __init__(self, after: int):
-        super().__init__()
-        self.calls, self.after = 0, after
-
-    def embed(self, batch):
-        self.calls += 1
-        if self.calls > self.after:
-            raise KeyboardInterrupt("simulated crash")
-        return super().embed(batch)
-
-
-def test_crash_leaves_only_whole_shards_and_resumes(tmp_path):
+def test_changed_sources_replace_rows_instead_of_doubling(tmp_path):
+    """Same cells from other files (a new shard key): upserted by (h3, datetime), never doubled."""
+    forest = sorted(glob.glob(str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")))
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for f in forest[:10]:
+        (copies / Path(f).name).write_bytes(Path(f).read_bytes())
     db = tmp_path / "db"
-    with pytest.raises(KeyboardInterrupt):
-        build_db(db, [EUROSAT_GLOB], embedder=_Crash(after=3))
-    done = contract.embedding_files(db)
-    assert 0 < len(done) < 17
-    assert not list(db.rglob("*.tmp"))
-    for f in done:
-        pq.read_table(f)  # every file on disk is complete
-    report = build_db(db, [EUROSAT_GLOB], model="stats")  # the crashed build's model
-    assert report.shards_skipped == len(done)
-    assert len(contract.read_table(db)) == 369
+    build_db(db, forest, sensor="sentinel2-l1c-eurosat")
+    report = build_db(db, [str(copies / "*.tif")], sensor="sentinel2-l1c-eurosat")
+    assert report.rows_written == 10 and report.rows_total == 40
+    t = contract.read_table(db).to_pandas()
+    assert len(t) == 40 and t[contract.H3].is_unique
+    sources = {s[0] for s in t[contract.SOURCE]}
+    assert len(sources & {str(copies / Path(f).name) for f in forest[:10]}) == 10
+    assert not sources & set(forest[:10])  # the old rows of those cells are gone
+
+
+def test_stricter_min_valid_removes_rows_below_it(tmp_path):
+    """``min_valid`` is part of the shard key: a re-run with a new threshold is not skipped."""
+    db = tmp_path / "db"
+    first = build_db(db, [SourceSpec([LANDSAT_GLOB])])
+    vf = contract.read_table(db).column(contract.VALID_FRACTION).to_numpy()
+    assert (vf < 0.9).any()
+    again = build_db(db, [SourceSpec([LANDSAT_GLOB])], min_valid=0.9)
+    assert again.shards_skipped == 0 and again.rows_dropped_low_valid == int((vf <= 0.9).sum())
+    t = contract.read_table(db)
+    assert t.num_rows == first.rows_written - int((vf <= 0.9).sum())
+    assert t.column(contract.VALID_FRACTION).to_numpy().min() > 0.9
+
+
+def test_bad_resolution_is_an_earthvec_error(tmp_path):
+    with pytest.raises(QueryError, match=r"--res 16 is not an H3 resolution; use 0\.\.15"):
+        build_db(tmp_path / "db", [EUROSAT_GLOB], res=16)
+    assert not (tmp_path / "db").exists()  # refused before anything was written
 
 
 class _OtherModel(ChannelStats):
@@ -99,15 +110,21 @@ def test_refuses_to_mix_model_versions(tmp_path):
             [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")],
             embedder=_OtherModel(),
         )
-    # forcing a mixed dataset on disk is refused when reading, naming both models
+    # a file dropped beside the manifest is not part of the database: readers never see it
     other = tmp_path / "other"
     build_db(other, [str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")], embedder=_OtherModel())
     stray = contract.embedding_files(other)[0]
     target = contract.embeddings_dir(tmp_path / "db") / stray.parent.name / "part-stray.parquet"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(stray.read_bytes())
+    assert contract.read_meta(tmp_path / "db").model_version != "000000other"
+    assert target not in contract.embedding_files(tmp_path / "db")
+    # a folder without a manifest (old earthvec) that mixes models is refused, naming both
+    contract.manifest_path(tmp_path / "db").unlink()
     with pytest.raises(ModelMismatchError, match="000000other"):
         contract.read_meta(tmp_path / "db")
+    with pytest.raises(ModelMismatchError, match="000000other"):  # and never adopted by a writer
+        build_db(tmp_path / "db", [str(Path(EUROSAT_GLOB).parent.parent / "River" / "*.tif")])
 
 
 def test_all_nodata_chip_is_refused_and_nothing_written(tmp_path, eurosat_manifest):

@@ -116,7 +116,11 @@ def test_cells_wkb_matches_cell_wkb() -> None:
 def test_two_workers_write_the_same_shards(tmp_path: Path, layers: GlobalLayers) -> None:
     one, two = tmp_path / "w1", tmp_path / "w2"
     build_global_db(one, res=3, model="stats", limit=LIMIT, progress=False, layers=layers)
-    report = build_global_db(two, res=3, model="stats", limit=LIMIT, progress=False, layers=layers, workers=2)
+    from embedder.baseline import ChannelStats  # an instance reaches forked workers too
+
+    report = build_global_db(
+        two, res=3, embedder=ChannelStats(), limit=LIMIT, progress=False, layers=layers, workers=2
+    )
     assert report.rows_written == LIMIT
     names = [p.relative_to(one) for p in contract.embedding_files(one)]
     assert [p.relative_to(two) for p in contract.embedding_files(two)] == names
