@@ -103,7 +103,8 @@ from embedder.contract.snapshot import (
 from embedder.contract.tables import label_layer_schema, prediction_schema, pyramid_schema, seeds_schema
 
 __all__ = [
-    "BBOX_FIELDS", "BBOX_TYPE", "BUILD_STATE", "EMBEDDINGS_DIR", "IMPORT_STATE", "INDEX_DIR", "JOURNAL_DIR", "LABELS_DIR",
+    "BBOX_FIELDS", "BBOX_TYPE", "BUILD_STATE", "EMBEDDINGS_DIR", "IMPORT_STATE", "INDEX_DIR", "JOURNAL_DIR",
+    "LABELS_DIR",
     "LOCK_NAME", "MANIFEST_NAME", "PREDICTIONS_DIR", "PYRAMID_DIR", "REQUIRED_COLUMNS", "SIDECAR_NAME",
     "BuildReport", "DatasetMeta", "Derived", "FileEntry", "Manifest", "Partition", "ShardRecord",
     "Sidecar", "Snapshot", "add_bbox", "arrow_schema", "atomic_write_bytes", "bbox_array", "copy_atomic",
