@@ -18,70 +18,28 @@ import shutil
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from embedder import contract
+from embedder.align import MODALITY_ORDER, Part, Row, SourceSpec, align_rows, plan_parts
 from embedder.batch import ChipBatch, ModalityBatch, valid_fraction
-from embedder.chips import ChipSpec, choose_mode, default_resolution, item_geometry, plan_chips, read_chips
+from embedder.chips import default_resolution
 from embedder.contract import BuildReport
+from embedder.dates import in_window, parse_datetime_window
 from embedder.errors import RasterError
 from embedder.h3grid import cell_to_str, cell_wkb
+from embedder.reader import iter_row_pixels
 from embedder.registry import DEFAULT_MODEL, Embedder, get_embedder, model_id
-from embedder.sources import RasterItem, in_window, items_for_source, parse_datetime_window
+from embedder.sources import RasterItem, items_for_source
 
 log = logging.getLogger(__name__)
 
-MODALITY_ORDER = ("optical", "sar", "elevation", "climate")
+__all__ = ["MODALITY_ORDER", "Part", "Row", "SourceSpec", "build_db", "embed_rows"]
+
 PARTITION_OFFSET = 7  # partition resolution = chip resolution - 7 (>= 0)
-
-
-@dataclass
-class SourceSpec:
-    """One ``--source`` with its sensor preset (auto-detected when None) and band order.
-
-    ``items`` holds raster items resolved elsewhere (a STAC search) instead of patterns.
-    """
-
-    patterns: list[str]
-    sensor: str | None = None
-    bands: list[str] | None = None
-    items: list[RasterItem] | None = None
-
-
-@dataclass
-class Part:
-    """One item's chip for one cell."""
-
-    item: RasterItem
-    spec: ChipSpec
-    mode: str
-
-    @property
-    def modality(self) -> str:
-        """The item's modality."""
-        return self.item.sensor.modality
-
-
-@dataclass
-class Row:
-    """One output row: a cell and the parts (one per modality) that feed it."""
-
-    cell: int
-    lat: float
-    lon: float
-    datetime: datetime | None
-    parts: dict[str, Part] = field(default_factory=dict)
-
-    @property
-    def sources(self) -> list[str]:
-        """All files feeding the row."""
-        return [p for part in self.parts.values() for p in part.item.paths]
 
 
 def _items(specs: Sequence[SourceSpec]) -> list[RasterItem]:
@@ -89,53 +47,6 @@ def _items(specs: Sequence[SourceSpec]) -> list[RasterItem]:
     for s in specs:
         items.extend(s.items if s.items is not None else items_for_source(s.patterns, s.sensor, s.bands))
     return items
-
-
-def plan_parts(items: list[RasterItem], res: int, mode: str) -> list[Part]:
-    """Every (item, chip) pair the items yield at resolution ``res``."""
-    parts: list[Part] = []
-    for item in tqdm(items, desc="planning chips", unit="item", leave=False, disable=len(items) < 50):
-        geom = item_geometry(item)
-        m = choose_mode(geom, item, mode)
-        parts.extend(Part(item, spec, m) for spec in plan_chips(item, geom, res, m))
-    return parts
-
-
-def _time_gap(a: datetime | None, b: datetime | None) -> float:
-    if a is None or b is None:
-        return 0.0 if a is b else float("inf")
-    return abs((a - b).total_seconds())
-
-
-def align_rows(parts: list[Part]) -> list[Row]:
-    """Group parts into rows by cell, pairing modalities by nearest acquisition time.
-
-    Raises:
-        RasterError: when two inputs of the primary modality map to the same cell and time.
-    """
-    by_cell: dict[int, dict[str, list[Part]]] = defaultdict(lambda: defaultdict(list))
-    for p in parts:
-        by_cell[p.spec.cell][p.modality].append(p)
-    rows: list[Row] = []
-    for cell in sorted(by_cell):
-        mods = by_cell[cell]
-        order = sorted(mods, key=lambda m: MODALITY_ORDER.index(m) if m in MODALITY_ORDER else 99)
-        primary = order[0]
-        seen: dict[datetime | None, Part] = {}
-        for p in mods[primary]:
-            when = p.item.datetime
-            if when in seen:
-                raise RasterError(
-                    f"{seen[when].item.key!r} and {p.item.key!r} both map to H3 cell {cell_to_str(cell)} "
-                    f"at time {when}; pass a finer --res so each chip gets its own cell"
-                )
-            seen[when] = p
-            row = Row(cell, p.spec.lat, p.spec.lon, when, {primary: p})
-            for other in order[1:]:
-                gaps = [_time_gap(q.item.datetime, when) for q in mods[other]]
-                row.parts[other] = mods[other][int(np.argmin(gaps))]
-            rows.append(row)
-    return rows
 
 
 def _shard_key(model: str, res: int, rows: list[Row]) -> str:
@@ -156,26 +67,6 @@ def _shard_key(model: str, res: int, rows: list[Row]) -> str:
     return config_hash(model, res, facts, body)
 
 
-def _read_rows(rows: list[Row]) -> dict[str, dict[int, np.ndarray]]:
-    """Pixels per modality per row index, reading each item once."""
-    jobs: dict[tuple[str, str], list[tuple[int, Part]]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        for modality, part in row.parts.items():
-            jobs[(modality, part.item.key)].append((i, part))
-
-    def run(job: list[tuple[int, Part]]) -> tuple[list[int], np.ndarray]:
-        first = job[0][1]
-        data = read_chips(first.item, [p.spec for _, p in job], first.mode)
-        return [i for i, _ in job], data
-
-    out: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for (modality, _), (idx, data) in zip(jobs, pool.map(run, jobs.values()), strict=True):
-            for k, i in enumerate(idx):
-                out[modality][i] = data[k]
-    return out
-
-
 def _sensor_signature(row: Row) -> tuple[tuple[str, str], ...]:
     return tuple(
         sorted(
@@ -186,28 +77,28 @@ def _sensor_signature(row: Row) -> tuple[tuple[str, str], ...]:
 
 def embed_rows(rows: list[Row], embedder: Embedder, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Read and embed rows; returns (embeddings (N, D), valid_fraction (N,)) in row order."""
-    pixels = _read_rows(rows)
     emb = np.zeros((len(rows), embedder.dim), dtype=np.float32)
     vf = np.zeros(len(rows), dtype=np.float32)
-    groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        groups[_sensor_signature(row)].append(i)
-    for idx_all in groups.values():
-        for start in range(0, len(idx_all), batch_size):
-            idx = idx_all[start : start + batch_size]
-            mods = {}
-            for modality, part in rows[idx[0]].parts.items():
-                sensor = part.item.sensor
-                wl = np.array(
-                    [b.wavelength_nm if b.wavelength_nm is not None else np.nan for b in sensor.bands]
-                )
-                data = np.stack([pixels[modality][i] for i in idx])
-                mods[modality] = ModalityBatch(
-                    sensor.name, sensor.band_names, wl, data, np.ones(len(idx), bool)
-                )
-            batch = ChipBatch(mods)
-            vf[idx] = valid_fraction(batch)
-            emb[idx] = embedder.embed(batch)
+    for block, pixels in iter_row_pixels(rows):  # memory-bounded blocks, read in threads
+        groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
+        for i in block:
+            groups[_sensor_signature(rows[i])].append(i)
+        for idx_all in groups.values():
+            for start in range(0, len(idx_all), batch_size):
+                idx = idx_all[start : start + batch_size]
+                mods = {}
+                for modality, part in rows[idx[0]].parts.items():
+                    sensor = part.item.sensor
+                    wl = np.array(
+                        [b.wavelength_nm if b.wavelength_nm is not None else np.nan for b in sensor.bands]
+                    )
+                    data = np.stack([pixels[modality][i] for i in idx])
+                    mods[modality] = ModalityBatch(
+                        sensor.name, sensor.band_names, wl, data, np.ones(len(idx), bool)
+                    )
+                batch = ChipBatch(mods)
+                vf[idx] = valid_fraction(batch)
+                emb[idx] = embedder.embed(batch)
     return emb, vf
 
 
@@ -237,6 +128,7 @@ def build_db(
     overwrite: bool = False,
     embedder: Embedder | None = None,
     datetime_window: str | None = None,
+    composite: str | None = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -255,6 +147,7 @@ def build_db(
         overwrite: replace embeddings already in ``db`` (needed to change model or resolution).
         embedder: an embedder instance to use instead of looking ``model`` up.
         datetime_window: ``START/END`` (ISO, ``..`` open): keep only inputs acquired in it.
+        composite: ``"median"``: one row per cell, the per-pixel median of its clear observations.
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
@@ -292,7 +185,7 @@ def build_db(
         sensors=sensors_used,
     )
     _check_db_model(db, meta, overwrite)
-    rows = align_rows(plan_parts(items, res, mode))
+    rows = align_rows(plan_parts(items, res, mode), composite)
     report = BuildReport(str(db), model_id(emb), res, len(rows))
     report.items_outside_datetime = n_all - len(items)
     shards: dict[int, list[Row]] = defaultdict(list)

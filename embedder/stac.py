@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from embedder.dates import in_window, parse_datetime_window
 from embedder.errors import InputNotFoundError, SourceError
+from embedder.rasterfile import RasterItem
 from embedder.sensors import Sensor, get_sensor, sensor_names
-from embedder.sources import RasterItem, band_lookup, in_window, parse_datetime_window
+from embedder.sources import band_lookup
 
 log = logging.getLogger(__name__)
 

@@ -80,3 +80,23 @@ def stack_files(
         if tags:
             out.update_tags(**tags)
     return dst
+
+
+def crop_file(src_path: str | Path, dst: Path, bounds: tuple[float, float, float, float]) -> Path:
+    """Copy the pixels of a real raster inside ``bounds`` (its own CRS), unchanged (a lossless crop)."""
+    from rasterio.windows import from_bounds
+
+    with rasterio.open(src_path) as src:
+        win = from_bounds(*bounds, transform=src.transform).round_offsets().round_lengths()
+        win = win.intersection(rasterio.windows.Window(0, 0, src.width, src.height))
+        prof = src.profile.copy()
+        prof.update(
+            width=int(win.width), height=int(win.height), transform=src.window_transform(win), tiled=False
+        )
+        prof.pop("blockxsize", None)
+        prof.pop("blockysize", None)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(dst, "w", **prof) as out:
+            out.write(src.read(window=win))
+            out.update_tags(**src.tags())
+    return dst
