@@ -58,24 +58,37 @@ def reproject_file(
 
 
 def stack_files(
-    paths: list[str | Path], dst: Path, names: list[str], tags: dict[str, str] | None = None
+    paths: list[str | Path | None],
+    dst: Path,
+    names: list[str] | None,
+    tags: dict[str, str] | None = None,
+    like: str | Path | None = None,
 ) -> Path:
     """Stack single-band real rasters into one file on the first file's grid (nearest resampling).
 
-    Band descriptions are ``names`` (what Earth Engine exports write).
+    A ``None`` path is a band the product lacks (Sentinel-2 L2A has no B10): written as all
+    nodata (0 for integers, NaN for floats), never as invented pixels. Band descriptions are
+    ``names`` (what Earth Engine exports write); ``None`` writes none (Sen1Floods11 has none).
+    The grid is that of ``like``, else of the first file.
     """
-    with rasterio.open(paths[0]) as first:
+    first_path = like or next(p for p in paths if p is not None)
+    with rasterio.open(first_path) as first:
         prof = first.profile.copy()
         shape = (first.height, first.width)
+        dtype = first.dtypes[0]
+    fill = np.nan if np.issubdtype(np.dtype(dtype), np.floating) else 0
     arrays = []
     for p in paths:
+        if p is None:
+            arrays.append(np.full(shape, fill, dtype=dtype))
+            continue
         with rasterio.open(p) as src:
             arrays.append(src.read(1, out_shape=shape, resampling=Resampling.nearest))
-    prof.update(count=len(arrays))
+    prof.update(count=len(arrays), nodata=fill)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(dst, "w", **prof) as out:
         out.write(np.stack(arrays))
-        for i, n in enumerate(names):
+        for i, n in enumerate(names or []):
             out.set_band_description(i + 1, n)
         if tags:
             out.update_tags(**tags)
