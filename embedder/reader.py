@@ -14,6 +14,7 @@ or for a composite the per-pixel median of its observations. Scenes of at least
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -34,7 +35,7 @@ from embedder.rasterfile import OpenFiles, RasterItem
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 512  # rows per block: 512 x 13 bands x 64 x 64 float32 = 109 MB a modality
-JOB_CHIPS = 32  # chips per thread job
+JOB_CHIPS = 32  # fewest chips per thread job
 GDAL_CACHE_MB = 256  # GDAL block cache while reading
 PROGRESS_MIN_CHIPS = 500  # scenes with at least this many chips get a progress bar
 Key = tuple[int, int]  # (id of the item, cell)
@@ -126,6 +127,7 @@ class _Reader:
     """A thread pool whose threads each keep their own open files."""
 
     def __init__(self, threads: int) -> None:
+        self.threads = threads
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="earthvec-read")
         self.local = threading.local()
         self.all_files: list[OpenFiles] = []
@@ -149,8 +151,11 @@ class _Reader:
     def submit(self, rows: list[Row], idx: range, progress: _Progress) -> list[Future]:
         futures = []
         for reqs in _requests(rows, idx).values():
-            for start in range(0, len(reqs), JOB_CHIPS):
-                futures.append(self.pool.submit(self.job, reqs[start : start + JOB_CHIPS], progress))
+            # contiguous runs of chips (neighbours on the ground) per thread: a source block is
+            # then decoded by one thread's dataset, not by every thread's
+            size = max(JOB_CHIPS, math.ceil(len(reqs) / self.threads))
+            for start in range(0, len(reqs), size):
+                futures.append(self.pool.submit(self.job, reqs[start : start + size], progress))
         return futures
 
     def close(self) -> None:
