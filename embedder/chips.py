@@ -166,8 +166,8 @@ def _scene_cells(geom: ItemGeometry, res: int) -> list[int]:
 
     Sampling in the raster's own CRS (not a lon/lat polygon) works for footprints that hold a
     pole or cross the antimeridian. Samples are half a cell edge apart; each hit cell adds its
-    neighbours, so no cell whose centre lies inside is missed. The caller keeps only the cells
-    whose centre falls inside the raster bounds.
+    neighbours, so no cell whose centre lies inside is missed. The caller keeps the cells whose
+    centre falls on the raster's data (and, for seams, those whose chip it partly covers).
     """
     left, bottom, right, top = geom.bounds
     w_m, h_m = footprint_size_m(geom.crs, geom.bounds)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.env import get_gdal_config, set_gdal_config
 from tqdm.auto import tqdm
 
 from embedder.align import Part, Row
@@ -129,6 +130,10 @@ class _Reader:
     def __init__(self, threads: int) -> None:
         self.threads = threads
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="earthvec-read")
+        with rasterio.Env():  # GDAL's block cache (5% of RAM by default) capped while reading
+            self.cache_was = get_gdal_config("GDAL_CACHEMAX")
+            if not isinstance(self.cache_was, int) or self.cache_was > GDAL_CACHE_MB * 2**20:
+                set_gdal_config("GDAL_CACHEMAX", GDAL_CACHE_MB * 2**20)
         self.local = threading.local()
         self.all_files: list[OpenFiles] = []
         self.lock = threading.Lock()
@@ -143,8 +148,7 @@ class _Reader:
 
     def job(self, parts: list[Part], progress: _Progress) -> list[tuple[Key, np.ndarray]]:
         first = parts[0]
-        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024):
-            data = read_chips(first.item, [p.spec for p in parts], first.mode, self.files())
+        data = read_chips(first.item, [p.spec for p in parts], first.mode, self.files())
         progress.update(first.item, len(parts))
         return [(_key(p), data[k]) for k, p in enumerate(parts)]
 
@@ -162,6 +166,9 @@ class _Reader:
         self.pool.shutdown(wait=True, cancel_futures=True)
         for f in self.all_files:
             f.close()
+        if isinstance(self.cache_was, int):
+            with rasterio.Env():
+                set_gdal_config("GDAL_CACHEMAX", self.cache_was)
 
 
 def iter_row_pixels(
