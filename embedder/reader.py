@@ -43,12 +43,15 @@ Key = tuple[int, int]  # (id of the item, cell)
 
 
 def default_threads() -> int:
-    """Reader threads: the usable cores, at least 2 and at most 4 (reads release the GIL)."""
+    """Reader threads: one core is left to the embedder, at most 4 (reads release the GIL).
+
+    Even one reader thread overlaps reading the next block with embedding the current one.
+    """
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         n = os.cpu_count() or 1
-    return max(2, min(4, n))
+    return max(1, min(4, n - 1))
 
 
 def _key(p: Part) -> Key:

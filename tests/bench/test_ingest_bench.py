@@ -46,7 +46,7 @@ def test_landsat_mosaic_repeats_the_scene(tmp_path):
 
 def test_each_method_reads_the_planned_chips():
     plain = measure(LANDSAT_GLOB, 7, "plain", 0)
-    ours = measure(LANDSAT_GLOB, 7, "earthvec_1thread", 0)
+    ours = measure(LANDSAT_GLOB, 7, "earthvec", 0)
     assert plain["chips_total"] == ours["chips_total"] == plain["chips_timed"] == ours["chips_timed"] == 65
     rows = [dict(plain, dataset="landsat8", method="plain", speedup=1.0)]
     rows.append(
