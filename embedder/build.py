@@ -21,73 +21,31 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import h3.api.basic_int as h3i
-import numpy as np
 from tqdm.auto import tqdm
 
 from embedder import contract
-from embedder.chips import ChipSpec, choose_mode, default_resolution, item_geometry, plan_chips
+from embedder.align import MODALITY_ORDER, Part, Row, SourceSpec, align_rows, plan_parts
+from embedder.chips import default_resolution
 from embedder.contract import BuildReport
+from embedder.dates import in_window, parse_datetime_window
 from embedder.errors import QueryError, RasterError
 from embedder.h3grid import cell_to_str
-from embedder.raster_shard import MODALITY_ORDER, RasterShard, embed_rows, shard_key
+from embedder.raster_shard import RasterShard, embed_rows, shard_key
 from embedder.registry import DEFAULT_MODEL, Embedder, model_id
 from embedder.runner import run_local
 from embedder.shard import EmbedderSpec, ShardResult, choose_batch_size
-from embedder.sources import RasterItem, in_window, items_for_source, parse_datetime_window
+from embedder.sources import RasterItem, items_for_source
 from embedder.storage import Transaction
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODALITY_ORDER", "BuildReport", "SourceSpec", "build_db", "embed_rows", "write_report"]
+__all__ = [
+    "MODALITY_ORDER", "BuildReport", "Part", "Row", "SourceSpec", "build_db", "embed_rows", "write_report"
+]  # fmt: skip
 PARTITION_OFFSET = 7  # partition resolution = chip resolution - 7 (>= 0)
-
-
-@dataclass
-class SourceSpec:
-    """One ``--source`` with its sensor preset (auto-detected when None) and band order.
-
-    ``items`` holds raster items resolved elsewhere (a STAC search) instead of patterns.
-    """
-
-    patterns: list[str]
-    sensor: str | None = None
-    bands: list[str] | None = None
-    items: list[RasterItem] | None = None
-
-
-@dataclass
-class Part:
-    """One item's chip for one cell."""
-
-    item: RasterItem
-    spec: ChipSpec
-    mode: str
-
-    @property
-    def modality(self) -> str:
-        """The item's modality."""
-        return self.item.sensor.modality
-
-
-@dataclass
-class Row:
-    """One output row: a cell and the parts (one per modality) that feed it."""
-
-    cell: int
-    lat: float
-    lon: float
-    datetime: datetime | None
-    parts: dict[str, Part] = field(default_factory=dict)
-
-    @property
-    def sources(self) -> list[str]:
-        """All files feeding the row."""
-        return [p for part in self.parts.values() for p in part.item.paths]
 
 
 def _items(specs: Sequence[SourceSpec]) -> list[RasterItem]:
@@ -95,53 +53,6 @@ def _items(specs: Sequence[SourceSpec]) -> list[RasterItem]:
     for s in specs:
         items.extend(s.items if s.items is not None else items_for_source(s.patterns, s.sensor, s.bands))
     return items
-
-
-def plan_parts(items: list[RasterItem], res: int, mode: str) -> list[Part]:
-    """Every (item, chip) pair the items yield at resolution ``res``."""
-    parts: list[Part] = []
-    for item in tqdm(items, desc="planning chips", unit="item", leave=False, disable=len(items) < 50):
-        geom = item_geometry(item)
-        m = choose_mode(geom, item, mode)
-        parts.extend(Part(item, spec, m) for spec in plan_chips(item, geom, res, m))
-    return parts
-
-
-def _time_gap(a: datetime | None, b: datetime | None) -> float:
-    if a is None or b is None:
-        return 0.0 if a is b else float("inf")
-    return abs((a - b).total_seconds())
-
-
-def align_rows(parts: list[Part]) -> list[Row]:
-    """Group parts into rows by cell, pairing modalities by nearest acquisition time.
-
-    Raises:
-        RasterError: when two inputs of the primary modality map to the same cell and time.
-    """
-    by_cell: dict[int, dict[str, list[Part]]] = defaultdict(lambda: defaultdict(list))
-    for p in parts:
-        by_cell[p.spec.cell][p.modality].append(p)
-    rows: list[Row] = []
-    for cell in sorted(by_cell):
-        mods = by_cell[cell]
-        order = sorted(mods, key=lambda m: MODALITY_ORDER.index(m) if m in MODALITY_ORDER else 99)
-        primary = order[0]
-        seen: dict[datetime | None, Part] = {}
-        for p in mods[primary]:
-            when = p.item.datetime
-            if when in seen:
-                raise RasterError(
-                    f"{seen[when].item.key!r} and {p.item.key!r} both map to H3 cell {cell_to_str(cell)} "
-                    f"at time {when}; pass a finer --res so each chip gets its own cell"
-                )
-            seen[when] = p
-            row = Row(cell, p.spec.lat, p.spec.lon, when, {primary: p})
-            for other in order[1:]:
-                gaps = [_time_gap(q.item.datetime, when) for q in mods[other]]
-                row.parts[other] = mods[other][int(np.argmin(gaps))]
-            rows.append(row)
-    return rows
 
 
 def build_db(
@@ -166,6 +77,7 @@ def build_db(
     wait: bool = True,
     command: str = "",
     finish: Callable[[Transaction], object] | None = None,
+    composite: str | None = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -193,6 +105,7 @@ def build_db(
         command: what runs (shown to other writers; recorded in the manifest).
         finish: called with the transaction after the shards, before the commit (the CLI
             builds the index of the new generation there, so both are published together).
+        composite: ``"median"``: one row per cell, the per-pixel median of its clear observations.
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
@@ -234,7 +147,7 @@ def build_db(
         normalisation=emb.normalisation(),
         sensors={i.sensor.name: i.sensor.summary() for i in items},
     )
-    rows = align_rows(plan_parts(items, res, mode))
+    rows = align_rows(plan_parts(items, res, mode), composite)
     report = BuildReport(str(db), model_id(emb), res, len(rows))
     report.items_outside_datetime = n_all - len(items)
     if tx is None:  # the build is its own transaction: planned first, so bad input writes nothing

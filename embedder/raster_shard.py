@@ -11,27 +11,27 @@ so a rebuild with a stricter threshold removes them instead of keeping stale one
 from __future__ import annotations
 
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from embedder import contract
+from embedder.align import MODALITY_ORDER
 from embedder.batch import ChipBatch, ModalityBatch, valid_fraction
-from embedder.chips import read_chips
 from embedder.errors import RasterError
 from embedder.h3grid import cell_wkb
 from embedder.interface import Embedder
+from embedder.reader import BLOCK_ROWS, iter_row_pixels
 from embedder.shard import ShardOutput
 from embedder.storage.shardfile import ShardTarget
 from embedder.vectors import config_hash
 
 if TYPE_CHECKING:
-    from embedder.build import Part, Row
+    from embedder.align import Row
 
 KEY_FORMAT = "raster-shard/2"
-MODALITY_ORDER = ("optical", "sar", "elevation", "climate")
 
 
 def shard_key(
@@ -57,22 +57,11 @@ def shard_key(
 
 
 def read_rows(rows: list[Row]) -> dict[str, dict[int, np.ndarray]]:
-    """Pixels per modality per row index, reading each item once."""
-    jobs: dict[tuple[str, str], list[tuple[int, Part]]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        for modality, part in row.parts.items():
-            jobs[(modality, part.item.key)].append((i, part))
-
-    def run(job: list[tuple[int, Part]]) -> tuple[list[int], np.ndarray]:
-        first = job[0][1]
-        data = read_chips(first.item, [p.spec for _, p in job], first.mode)
-        return [i for i, _ in job], data
-
+    """Pixels per modality per row index of every row, held in memory (small shards only)."""
     out: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for (modality, _), (idx, data) in zip(jobs, pool.map(run, jobs.values()), strict=True):
-            for k, i in enumerate(idx):
-                out[modality][i] = data[k]
+    for _, pixels in iter_row_pixels(rows):
+        for modality, chips in pixels.items():
+            out[modality].update(chips)
     return out
 
 
@@ -84,15 +73,19 @@ def _sensor_signature(row: Row) -> tuple[tuple[str, str], ...]:
     )
 
 
-def embed_pixels(
-    rows: list[Row], pixels: dict[str, dict[int, np.ndarray]], embedder: Embedder, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Embed read rows; returns (embeddings (N, D), valid_fraction (N,)) in row order."""
-    emb = np.zeros((len(rows), embedder.dim), dtype=np.float32)
-    vf = np.zeros(len(rows), dtype=np.float32)
+def _embed_block(
+    rows: list[Row],
+    block: Sequence[int],
+    pixels: dict[str, dict[int, np.ndarray]],
+    embedder: Embedder,
+    batch_size: int,
+    out: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Embed the rows ``block`` (read into ``pixels``) into ``out = (embeddings, valid_fraction)``."""
+    emb, vf = out
     groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
-    for i, row in enumerate(rows):
-        groups[_sensor_signature(row)].append(i)
+    for i in block:
+        groups[_sensor_signature(rows[i])].append(i)
     for idx_all in groups.values():
         for start in range(0, len(idx_all), batch_size):
             idx = idx_all[start : start + batch_size]
@@ -109,12 +102,25 @@ def embed_pixels(
             batch = ChipBatch(mods)
             vf[idx] = valid_fraction(batch)
             emb[idx] = embedder.embed(batch)
-    return emb, vf
 
 
-def embed_rows(rows: list[Row], embedder: Embedder, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Read and embed rows; returns (embeddings (N, D), valid_fraction (N,)) in row order."""
-    return embed_pixels(rows, read_rows(rows), embedder, batch_size)
+def embed_rows(
+    rows: list[Row],
+    embedder: Embedder,
+    batch_size: int = 256,
+    pixels: dict[str, dict[int, np.ndarray]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed rows; returns (embeddings (N, D), valid_fraction (N,)) in row order.
+
+    With ``pixels`` (from :func:`read_rows`) the rows are embedded from memory; without, they
+    are read block by block (:func:`embedder.reader.iter_row_pixels`, the next block read
+    while this one is embedded), so memory stays flat whatever the scene size.
+    """
+    out = (np.zeros((len(rows), embedder.dim), dtype=np.float32), np.zeros(len(rows), dtype=np.float32))
+    blocks = iter_row_pixels(rows) if pixels is None else iter([(range(len(rows)), pixels)])
+    for block, px in blocks:
+        _embed_block(rows, block, px, embedder, batch_size, out)
+    return out
 
 
 @dataclass
@@ -134,9 +140,13 @@ class RasterShard:
         """Rows planned."""
         return len(self.rows)
 
-    def read(self) -> dict[str, dict[int, np.ndarray]]:
-        """Every row's chips."""
-        return read_rows(self.rows)
+    def read(self) -> dict[str, dict[int, np.ndarray]] | None:
+        """Every row's chips, read ahead; None for a shard of more than one read block.
+
+        A large shard (a whole scene in one partition) is read block by block while it is
+        embedded instead, so memory stays bounded by the block size, not the scene.
+        """
+        return read_rows(self.rows) if self.n_rows <= BLOCK_ROWS else None
 
     def compute(self, payload: Any, emb: Embedder, batch_size: int) -> ShardOutput:
         """Embed, drop empty and low-valid chips, assemble the table.
@@ -145,7 +155,7 @@ class RasterShard:
             RasterError: a chip-mode file without a valid pixel (unless ``skip_empty``).
         """
         rows = self.rows
-        vecs, vf = embed_pixels(rows, payload, emb, batch_size)
+        vecs, vf = embed_rows(rows, emb, batch_size, payload)
         keep = vf > self.min_valid
         empty = [r for r, v in zip(rows, vf, strict=True) if v <= 0.0]
         chip_mode_empty = [r for r in empty if any(p.mode == "chip" for p in r.parts.values())]

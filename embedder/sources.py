@@ -13,95 +13,33 @@ from __future__ import annotations
 
 import glob
 import logging
-import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from functools import lru_cache
 from pathlib import Path
 
-import rasterio
-
+from embedder.dates import item_datetime
 from embedder.errors import InputNotFoundError, RasterError, SensorError, SourceError
+from embedder.rasterfile import RasterItem, is_url, raster_header
 from embedder.sensors import Sensor, get_sensor, sensor_names
 
+__all__ = [
+    "RasterItem",
+    "band_lookup",
+    "detect_sensor",
+    "group_items",
+    "is_url",
+    "items_for_source",
+    "parse_source",
+    "resolve_sources",
+    "split_file_bands",
+]
+
 log = logging.getLogger(__name__)
-
-URL_PREFIXES = ("http://", "https://", "s3://", "gs://", "/vsi")
-
-
-@dataclass
-class RasterItem:
-    """One logical raster of one sensor.
-
-    Attributes:
-        key: the item's name (file path, or the shared path prefix of its band files).
-        sensor: the sensor preset.
-        band_files: band name -> (path, 1-based band index in that file).
-        datetime: acquisition time when known.
-        mask_files: quality-mask band name (``BQA``, ``SCL``) -> (path, band index).
-    """
-
-    key: str
-    sensor: Sensor
-    band_files: dict[str, tuple[str, int]] = field(default_factory=dict)
-    datetime: datetime | None = None
-    mask_files: dict[str, tuple[str, int]] = field(default_factory=dict)
-
-    @property
-    def paths(self) -> list[str]:
-        """The distinct files of the item, in band order."""
-        seen: dict[str, None] = {}
-        for b in self.sensor.band_names:
-            if b in self.band_files:
-                seen.setdefault(self.band_files[b][0])
-        return list(seen)
-
-
-def is_url(path: str) -> bool:
-    """True for remote paths handled by GDAL (http, s3, /vsi...)."""
-    return path.startswith(URL_PREFIXES)
-
-
-# GDAL settings for remote COGs: no directory listing per open, HTTP range reads of .tif only
-REMOTE_GDAL_OPTIONS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
-    "GDAL_HTTP_MULTIRANGE": "YES",
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-}
-
-
-def _remote_env() -> None:
-    for k, v in REMOTE_GDAL_OPTIONS.items():
-        os.environ.setdefault(k, v)
-
-
-@contextmanager
-def open_raster(path: str) -> Iterator[rasterio.DatasetReader]:
-    """Open a local or remote raster for reading.
-
-    Raises:
-        RasterError: when the file cannot be read as a raster.
-    """
-    if is_url(path):
-        _remote_env()
-    try:
-        src = rasterio.open(path)
-    except rasterio.errors.RasterioIOError as exc:
-        raise RasterError(f"cannot read {path!r} as a raster ({exc}); is it a complete GeoTIFF?") from exc
-    with src:
-        try:
-            yield src
-        except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"cannot read {path!r} ({exc}); is the file complete?") from exc
 
 
 USER_LAYOUTS = ("stack", "per_band_file")  # presets read from user files (not built-in global grids)
 SOURCE_OPTION_SEP = "::"
 SOURCE_OPTIONS = ("sensor", "bands")
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt")  # files a folder source yields
 
 
 def parse_source(text: str) -> tuple[str, dict[str, str]]:
@@ -146,49 +84,15 @@ def resolve_sources(patterns: list[str]) -> list[str]:
                 )
             out.extend(hits)
         elif Path(pat).is_dir():
-            hits = sorted(str(p) for p in Path(pat).rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
+            hits = sorted(str(p) for p in Path(pat).rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
             if not hits:
-                raise InputNotFoundError(f"the folder {pat!r} holds no .tif/.tiff file")
+                raise InputNotFoundError(f"the folder {pat!r} holds no .tif/.tiff/.vrt file")
             out.extend(hits)
         elif Path(pat).is_file():
             out.append(pat)
         else:
             raise InputNotFoundError(f"source {pat!r} does not exist; give an existing file, folder or glob")
     return list(dict.fromkeys(out))
-
-
-@dataclass(frozen=True)
-class RasterHeader:
-    """What one open of a raster file tells: band count, CRS, bounds and tags."""
-
-    count: int
-    crs: rasterio.crs.CRS | None
-    bounds: tuple[float, float, float, float]
-    tags: dict[str, str]
-    descriptions: tuple[str | None, ...] = ()
-
-
-@lru_cache(maxsize=65536)
-def raster_header(path: str) -> RasterHeader:
-    """Open ``path`` once and keep its header (cached per path).
-
-    Raises:
-        RasterError: when the file cannot be read as a raster.
-    """
-    if is_url(path):
-        _remote_env()
-    try:
-        with rasterio.open(path) as src:
-            b = src.bounds
-            return RasterHeader(
-                int(src.count),
-                src.crs,
-                (b.left, b.bottom, b.right, b.top),
-                dict(src.tags()),
-                tuple(src.descriptions),
-            )
-    except rasterio.errors.RasterioIOError as exc:
-        raise RasterError(f"cannot read {path!r} as a raster ({exc}); is it a GeoTIFF?") from exc
 
 
 def _band_count(path: str) -> int:
@@ -393,122 +297,3 @@ def items_for_source(
             preset, file_bands = split_file_bands(preset, bandtext.split(","))
         items.extend(group_items(paths, preset, file_bands))
     return items
-
-
-def _parse_time(text: str, fmt: str | None) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(text) if fmt in (None, "iso") else datetime.strptime(text, fmt)
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-
-
-def _mtl_time(text: str) -> datetime | None:
-    """Landsat MTL: DATE_ACQUIRED plus SCENE_CENTER_TIME when present."""
-    m = re.search(r"DATE_ACQUIRED\s*=\s*(\d{4}-\d{2}-\d{2})", text)
-    if not m:
-        return None
-    t = re.search(r'SCENE_CENTER_TIME\s*=\s*"?(\d{2}:\d{2}:\d{2})', text)
-    return _parse_time(f"{m.group(1)}T{t.group(1)}" if t else m.group(1), "iso")
-
-
-def _json_time(text: str) -> datetime | None:
-    """BigEarthNet-style ``*metadata.json``: ``acquisition_date``/``acquisition_time``."""
-    m = re.search(r'"acquisition_(?:date|time)"\s*:\s*"([^"]+)"', text)
-    return _parse_time(m.group(1), "iso") if m else None
-
-
-_SIDECARS = (("*_MTL.txt", _mtl_time), ("*metadata.json", _json_time))
-
-# TIFF/GDAL metadata tags that carry an acquisition time (first found wins)
-DATETIME_TAGS = (
-    "ACQUISITION_DATETIME",
-    "ACQUISITION_TIME",
-    "ACQUISITION_DATE",
-    "DATE_ACQUIRED",
-    "SENSING_TIME",
-    "PRODUCT_START_TIME",
-    "datetime",
-    "DATETIME",
-    "system:time_start",
-    "TIFFTAG_DATETIME",
-)
-
-
-def tag_datetime(tags: dict[str, str]) -> datetime | None:
-    """Acquisition time from raster metadata tags (ISO text, TIFF ``YYYY:MM:DD HH:MM:SS``, epoch ms)."""
-    for key in DATETIME_TAGS:
-        text = tags.get(key)
-        if not text:
-            continue
-        text = text.strip()
-        if key == "system:time_start" or text.isdigit():
-            try:
-                return datetime.fromtimestamp(int(text) / 1000.0, tz=timezone.utc)
-            except (ValueError, OverflowError, OSError):
-                continue
-        if re.fullmatch(r"\d{4}:\d{2}:\d{2}.*", text):
-            text = text.replace(":", "-", 2)
-        if t := _parse_time(text.replace(" ", "T", 1).replace("Z", "+00:00"), "iso"):
-            return t
-    return None
-
-
-def item_datetime(item: RasterItem) -> datetime | None:
-    """Acquisition time: file-name pattern, then a metadata sidecar, then the raster's tags.
-
-    A sidecar whose name starts like the item's is preferred over others in the folder.
-    """
-    s = item.sensor
-    if s.datetime_regex:
-        m = re.search(s.datetime_regex, Path(item.key).name) or re.search(s.datetime_regex, item.key)
-        if m and (t := _parse_time(m.group(1), s.datetime_format)):
-            return t
-    first = item.paths[0] if item.paths else item.key
-    folder = Path(first).parent
-    if not is_url(first) and folder.is_dir():
-        stem = Path(item.key).name.rsplit(".", 1)[0]
-        for pattern, parse in _SIDECARS:
-            found = sorted(folder.glob(pattern), key=lambda f: (not f.name.startswith(stem), f.name))
-            for side in found[:1]:
-                if t := parse(side.read_text(errors="ignore")):
-                    return t
-    return tag_datetime(raster_header(first).tags)
-
-
-def parse_datetime_window(text: str) -> tuple[datetime | None, datetime | None]:
-    """``A/B`` (ISO dates or times, ``..`` for an open end) or one date -> inclusive (start, end).
-
-    A date without a time covers its whole day.
-
-    Raises:
-        SourceError: when either end is not an ISO date or time.
-    """
-    parts = text.split("/")
-    if len(parts) == 1:
-        parts = [parts[0], parts[0]]
-    if len(parts) != 2:
-        raise SourceError(f"--datetime {text!r} is not a window; write START/END, e.g. 2017-06-01/2017-09-30")
-    out: list[datetime | None] = []
-    for k, p in enumerate(parts):
-        p = p.strip()
-        if p in ("", ".."):
-            out.append(None)
-            continue
-        t = _parse_time(p.replace("Z", "+00:00"), "iso")
-        if t is None:
-            raise SourceError(
-                f"--datetime {text!r}: {p!r} is not an ISO date or time; write e.g. 2017-06-01/2017-09-30"
-            )
-        if k == 1 and re.fullmatch(r"\d{4}-\d{2}-\d{2}", p):
-            t = t + timedelta(days=1) - timedelta(microseconds=1)
-        out.append(t)
-    return out[0], out[1]
-
-
-def in_window(when: datetime | None, window: tuple[datetime | None, datetime | None]) -> bool:
-    """True when ``when`` lies in the inclusive window (an unknown time never does)."""
-    if when is None:
-        return False
-    start, end = window
-    return (start is None or when >= start) and (end is None or when <= end)

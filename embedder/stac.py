@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from embedder.dates import in_window, parse_datetime_window
 from embedder.errors import InputNotFoundError, SourceError
+from embedder.rasterfile import RasterItem
 from embedder.sensors import Sensor, get_sensor, sensor_names
-from embedder.sources import RasterItem, band_lookup, in_window, parse_datetime_window
+from embedder.sources import USER_LAYOUTS, band_lookup
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +115,18 @@ def _map_assets(item: Any, sensor: Sensor) -> tuple[dict[str, tuple[str, int]], 
 
 
 def item_to_raster(item: Any, sensor: str | None = None) -> RasterItem | None:
-    """A STAC item as a raster item of ``sensor`` (or of the preset matching most of its assets)."""
-    names = [sensor] if sensor else [n for n in sensor_names() if get_sensor(n).layout != "global_grid"]
-    best: tuple[int, Sensor, dict, dict] | None = None
+    """A STAC item as a raster item of ``sensor`` (or of the preset matching most of its assets).
+
+    Among presets matching as many assets, the one missing the fewest of its own bands wins.
+    """
+    names = [sensor] if sensor else [n for n in sensor_names() if get_sensor(n).layout in USER_LAYOUTS]
+    best: tuple[tuple[int, int], Sensor, dict, dict] | None = None
     for n in names:
         s = get_sensor(n)
         bands, masks = _map_assets(item, s)
-        if bands and (best is None or len(bands) > best[0]):
-            best = (len(bands), s, bands, masks)
+        score = (len(bands), len(bands) - len(s.bands))
+        if bands and (best is None or score > best[0]):
+            best = (score, s, bands, masks)
     if best is None:
         return None
     _, s, bands, masks = best

@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELP = "Run the benchmarks and write a JSON report."
 
-SUITES = ("build", "eval", "global", "search", "plugins")
+SUITES = ("build", "ingest", "eval", "global", "search", "plugins")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n=== {suite} ===", flush=True)
         if suite == "build":
             rc = bench_build(out, data)
+        elif suite == "ingest":
+            cmd = [py, "-m", "bench.ingest_bench", "--out", str(out / "ingest.json"), "--data", str(data)]
+            rc = _run(cmd + (["--quick"] if args.quick else []))
         elif suite == "eval":
             draws = "5" if args.quick else "20"
             rc = _run(

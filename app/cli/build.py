@@ -39,6 +39,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--datetime", metavar="START/END", help="keep inputs acquired in this window (ISO, '..' open)"
     )
+    p.add_argument(
+        "--composite",
+        choices=["median"],
+        help="one row per cell: the per-pixel median of its clear observations (within --datetime)",
+    )
     p.add_argument("--stac", metavar="CATALOG_OR_API", help="STAC catalog.json (path or URL) or STAC API URL")
     p.add_argument("--collection", action="append", help="STAC collection id(s) to take items from")
     p.add_argument("--bbox", metavar="W,S,E,N", help="STAC search box in degrees (negative values allowed)")
@@ -171,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         wait=not args.no_wait,
         command=command_line(),
         finish=index_hook(args.no_index),
+        composite=args.composite,
     )
     print(
         f"built {args.db}: {report.rows_written} rows written in {report.shards_written} shard(s), "

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from embedder.errors import InputNotFoundError, SourceError
-from embedder.sources import is_url
+from embedder.rasterfile import is_url
 
 YEAR_RE = re.compile(r"^(19|20)\d\d$")
 

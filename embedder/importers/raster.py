@@ -9,7 +9,7 @@ import rasterio
 from rasterio.windows import Window
 
 from embedder.errors import RasterError
-from embedder.sources import is_url, open_raster
+from embedder.rasterfile import is_url, open_raster
 
 
 class RasterSource:

@@ -29,7 +29,7 @@ from embedder.errors import InputNotFoundError, RasterError, SourceError
 from embedder.importers.files import check_year, expand_paths, one_version, year_from_path
 from embedder.importers.products import get_product
 from embedder.importers.raster import RasterSource
-from embedder.sources import open_raster
+from embedder.rasterfile import open_raster
 
 NAME = "tessera"
 EMBEDDINGS_DIR = "global_0.1_degree_representation"
