@@ -106,13 +106,13 @@ def deviation_px(grid: ChipGrid, native: Affine, src_crs: CRS, src_transform: Af
 
 def source_pixel_m(grid: ChipGrid, src_crs: CRS, src_transform: Affine) -> tuple[float, float]:
     """Size (x, y) in metres of one source pixel at the chip centre, measured in the chip CRS."""
-    cx, cy = grid.transform * (grid.width / 2, grid.height / 2)
+    cx, cy = grid.transform @ (grid.width / 2, grid.height / 2)
     if CRS.from_user_input(src_crs) != grid.crs:
         (sx,), (sy,) = warp_transform(grid.crs, src_crs, [cx], [cy])
     else:
         sx, sy = cx, cy
-    col, row = ~src_transform * (sx, sy)
-    pts = [src_transform * (col + dc, row + dr) for dc, dr in ((0, 0), (1, 0), (0, 1))]
+    col, row = ~src_transform @ (sx, sy)
+    pts = [src_transform @ (col + dc, row + dr) for dc, dr in ((0, 0), (1, 0), (0, 1))]
     if CRS.from_user_input(src_crs) != grid.crs:
         xs, ys = warp_transform(src_crs, grid.crs, [p[0] for p in pts], [p[1] for p in pts])
     else:

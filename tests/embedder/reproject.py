@@ -28,7 +28,7 @@ def reproject_file(
             src.crs, crs, src.width, src.height, *src.bounds
         )
         if scale != 1.0:
-            transform = transform * rasterio.Affine.scale(1.0 / scale)
+            transform = transform @ rasterio.Affine.scale(1.0 / scale)
             width, height = int(round(width * scale)), int(round(height * scale))
         float_data = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
         nodata = np.nan if float_data else 0
