@@ -9,7 +9,7 @@ import streamlit as st
 from app import state
 from app.logic import mapview
 from app.logic.colour import ramp
-from app.logic.console import SQL_TIME_LIMIT_S, run_console_query
+from app.logic.console import CONSOLE_LIMITS, SQL_TIME_LIMIT_S, open_console, run_console_query
 from embedder.errors import EarthvecError
 
 ROW_LIMIT = 10_000
@@ -62,11 +62,11 @@ def h3_hex(values: pd.Series) -> list[str] | None:
 
 
 def _connection(db: str) -> object:
-    from index.sql import connect
-
     held = st.session_state.get(CON_KEY)
     if held is None or held[0] != db:
-        held = (db, connect(db, read_only=True))
+        if held is not None:
+            held[1].close()
+        held = (db, open_console(db))
         st.session_state[CON_KEY] = held
     return held[1]
 
@@ -82,8 +82,8 @@ def main() -> None:
     st.caption(
         "DuckDB over the views `embeddings`, `labels`, `predictions`, with `h3_parent`, "
         "`h3_lat`, `h3_lon`, `h3_to_string`, `h3_from_string`, `h3_resolution`. Read-only: "
-        f"one SELECT per run, no file or network access, at most {ROW_LIMIT:,} rows and "
-        f"{SQL_TIME_LIMIT_S:g} s."
+        f"one SELECT per run, no file or network access, at most {ROW_LIMIT:,} rows, "
+        f"{SQL_TIME_LIMIT_S:g} s and {CONSOLE_LIMITS.memory} of memory."
     )
     ex = examples(format(int(rows.h3[rows.latest[0]]), "x"), rows.dim)
     st.session_state["_examples"] = ex
