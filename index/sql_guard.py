@@ -142,7 +142,7 @@ _REFUSED: dict[str, str] = {
     "DETACH": "DETACH changes the attached databases",
     "LOAD": "INSTALL/LOAD adds extensions (the H3 helpers are built in)",
     "EXTENSION": "INSTALL/LOAD adds extensions (the H3 helpers are built in)",
-    "SET": "SET/RESET/USE changes settings, which are locked",
+    "SET": "SET/RESET/USE/PRAGMA x = y changes settings, which are locked",
     "VARIABLE_SET": "SET VARIABLE changes the session",
     "PRAGMA": "PRAGMA changes or reads settings, which are locked",
     "CALL": "CALL runs a procedure (write SELECT * FROM f(...) instead)",
@@ -237,7 +237,8 @@ def friendly_error(exc: BaseException, limits: Limits | None = None, *, sandboxe
         )
     if "configuration has been locked" in msg:
         return QueryError(f"settings are locked in read-only SQL ({msg}); remove the SET/PRAGMA")
-    if sandboxed and isinstance(exc, duckdb.CatalogException) and re.search(r"Table with name \S*[/\\.]", msg):
+    by_name = re.search(r"Table with name \S*[/\\.]", msg)
+    if sandboxed and isinstance(exc, duckdb.CatalogException) and by_name:
         return QueryError(
             f"SQL failed: {msg} (read-only SQL cannot read files by name; query the views "
             "embeddings, labels, predictions)"

@@ -24,6 +24,7 @@ guards.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -168,7 +169,8 @@ class SqlWorker:
 
     def _drain(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
-        for chunk in iter(lambda: proc.stderr.read1(4096) if proc.stderr else b"", b""):
+        fd = proc.stderr.fileno()
+        for chunk in iter(lambda: os.read(fd, 4096), b""):
             self._stderr = (self._stderr + [chunk])[-4:]
 
     def _read(self, timeout_s: float) -> tuple[dict[str, Any] | None, bytes]:
@@ -207,7 +209,9 @@ class SqlWorker:
         detail = f": {tail[-1]}" if tail else ""
         return QueryError(f"{what} for {self.db}{detail}")
 
-    def query(self, sql: str, *, rows: int | None = None, timeout_s: float | None = None) -> tuple[pa.Table, bool]:
+    def query(
+        self, sql: str, *, rows: int | None = None, timeout_s: float | None = None
+    ) -> tuple[pa.Table, bool]:
         """Run one read-only statement in the child.
 
         Returns:
@@ -259,10 +263,8 @@ class SqlWorker:
             return
         if proc.poll() is None:
             proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
         for f in (proc.stdin, proc.stdout):
             try:
                 if f is not None:
@@ -289,10 +291,8 @@ class SqlWorker:
         self.close()
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # interpreter shutdown
             self._kill()
-        except Exception:  # noqa: BLE001, S110 - interpreter shutdown
-            pass
 
 
 def main(argv: list[str] | None = None) -> int:
