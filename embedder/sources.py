@@ -79,6 +79,23 @@ def _remote_env() -> None:
         os.environ.setdefault(k, v)
 
 
+def gdal_message(exc: BaseException) -> str:
+    """The most specific one-line message in an exception chain.
+
+    That is GDAL's own text rather than rasterio's "See previous exception for details".
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    best = ""
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = " ".join(str(cur).split())
+        if text and "previous exception" not in text:
+            best = text
+        cur = cur.__cause__ or cur.__context__
+    return best or " ".join(str(exc).split())
+
+
 @contextmanager
 def open_raster(path: str) -> Iterator[rasterio.DatasetReader]:
     """Open a local or remote raster for reading.
@@ -91,12 +108,17 @@ def open_raster(path: str) -> Iterator[rasterio.DatasetReader]:
     try:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise RasterError(f"cannot read {path!r} as a raster ({exc}); is it a complete GeoTIFF?") from exc
+        raise RasterError(
+            f"cannot read {path!r} as a raster ({gdal_message(exc)}); is it a complete GeoTIFF?"
+        ) from exc
     with src:
         try:
             yield src
         except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"cannot read {path!r} ({exc}); is the file complete?") from exc
+            raise RasterError(
+                f"cannot read the pixels of {path!r} ({gdal_message(exc)}); the file is truncated or "
+                "corrupt: download or export it again"
+            ) from exc
 
 
 USER_LAYOUTS = ("stack", "per_band_file")  # presets read from user files (not built-in global grids)
@@ -188,7 +210,9 @@ def raster_header(path: str) -> RasterHeader:
                 tuple(src.descriptions),
             )
     except rasterio.errors.RasterioIOError as exc:
-        raise RasterError(f"cannot read {path!r} as a raster ({exc}); is it a GeoTIFF?") from exc
+        raise RasterError(
+            f"cannot read {path!r} as a raster ({gdal_message(exc)}); is it a GeoTIFF?"
+        ) from exc
 
 
 def _band_count(path: str) -> int:

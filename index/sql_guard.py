@@ -32,8 +32,18 @@ import pyarrow as pa
 
 from embedder.errors import EarthvecError, QueryError
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 
 
@@ -83,9 +93,15 @@ class Limits:
 HEADROOM_BYTES = 1 << 30
 """Address space a worker may use beyond its DuckDB memory limit (results, Arrow, Python)."""
 
-_OPTIONAL = ("allow_community_extensions", "allow_persistent_secrets", "allow_extension_repositories",
-             "max_temp_directory_size", "max_execution_time", "autoinstall_known_extensions",
-             "autoload_known_extensions")
+_OPTIONAL = (
+    "allow_community_extensions",
+    "allow_persistent_secrets",
+    "allow_extension_repositories",
+    "max_temp_directory_size",
+    "max_execution_time",
+    "autoinstall_known_extensions",
+    "autoload_known_extensions",
+)
 
 
 def _literal(value: object) -> str:
@@ -226,8 +242,11 @@ def friendly_error(exc: BaseException, limits: Limits | None = None, *, sandboxe
             f"the query needs more than the memory limit{m} and was stopped ({msg}); filter "
             "(WHERE), aggregate or LIMIT it, or give earthvec sql a larger --memory-limit"
         )
-    if isinstance(exc, duckdb.PermissionException) or "disabled by configuration" in msg \
-            or "disabled through configuration" in msg:
+    if (
+        isinstance(exc, duckdb.PermissionException)
+        or "disabled by configuration" in msg
+        or "disabled through configuration" in msg
+    ):
         what = _PATH.search(msg)
         target = f"{what.group(1)}: " if what else ""
         return QueryError(
@@ -269,6 +288,7 @@ def run_limited(
     timer = None
     fired = threading.Event()
     if limits.timeout_s is not None:
+
         def stop() -> None:
             fired.set()
             con.interrupt()

@@ -82,8 +82,11 @@ def _send(out: IO[bytes], head: dict[str, Any], payload: bytes = b"") -> None:
 
 def _error_head(exc: BaseException) -> dict[str, Any]:
     kind = type(exc).__name__ if isinstance(exc, EarthvecError) else "QueryError"
-    return {"ok": False, "error": str(exc) if isinstance(exc, EarthvecError) else first_line(exc),
-            "type": kind}
+    return {
+        "ok": False,
+        "error": str(exc) if isinstance(exc, EarthvecError) else first_line(exc),
+        "type": kind,
+    }
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -92,12 +95,20 @@ def _serve(args: argparse.Namespace) -> int:
 
     out, inp = sys.stdout.buffer, sys.stdin.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the protocol
-    limits = Limits(memory=args.memory, threads=args.threads, timeout_s=args.timeout or None,
-                    rows=args.rows)
+    limits = Limits(memory=args.memory, threads=args.threads, timeout_s=args.timeout or None, rows=args.rows)
     try:
         con = connect(args.db, read_only=True, limits=limits)
-    except EarthvecError as exc:
-        _send(out, _error_head(exc))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as one line
+        _send(
+            out,
+            _error_head(exc)
+            if isinstance(exc, EarthvecError)
+            else {
+                "ok": False,
+                "type": "QueryError",
+                "error": f"cannot open {args.db} for SQL: {first_line(exc)}",
+            },
+        )
         return 1
     applied = confine(limits)
     _send(out, {"ok": True, "ready": True, "pid": os.getpid(), "confined": applied})
@@ -113,9 +124,17 @@ def _serve(args: argparse.Namespace) -> int:
                 w.write_table(table)
             _send(out, {"ok": True, "cut": cut}, sink.getvalue().to_pybytes())
         except MemoryError:
-            _send(out, {"ok": False, "type": "QueryError", "error": (
-                f"the query needs more than the memory limit {limits.memory} and was stopped; "
-                "filter (WHERE), aggregate or LIMIT it")})
+            _send(
+                out,
+                {
+                    "ok": False,
+                    "type": "QueryError",
+                    "error": (
+                        f"the query needs more than the memory limit {limits.memory} and was stopped; "
+                        "filter (WHERE), aggregate or LIMIT it"
+                    ),
+                },
+            )
         except Exception as exc:  # noqa: BLE001 - every failure goes back as one line
             _send(out, _error_head(exc))
     return 0
@@ -153,11 +172,27 @@ class SqlWorker:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
         lim = self.limits
-        cmd = [sys.executable, "-m", "index.sql_worker", str(self.db), "--memory", lim.memory,
-               "--threads", str(lim.threads), "--timeout", str(lim.timeout_s or 0), "--rows", str(lim.rows)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "index.sql_worker",
+            str(self.db),
+            "--memory",
+            lim.memory,
+            "--threads",
+            str(lim.threads),
+            "--timeout",
+            str(lim.timeout_s or 0),
+            "--rows",
+            str(lim.rows),
+        ]
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd=str(self.db) if self.db.is_dir() else None, env=env,
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=str(self.db) if self.db.is_dir() else None,
+            env=env,
         )
         self._stderr = []
         threading.Thread(target=self._drain, args=(self._proc,), daemon=True).start()
@@ -168,10 +203,15 @@ class SqlWorker:
         self.confined = list(head.get("confined", []))
 
     def _drain(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stderr is not None
-        fd = proc.stderr.fileno()
-        for chunk in iter(lambda: os.read(fd, 4096), b""):
-            self._stderr = (self._stderr + [chunk])[-4:]
+        f = proc.stderr
+        assert f is not None
+        try:
+            for chunk in iter(lambda: os.read(f.fileno(), 4096), b""):
+                self._stderr = (self._stderr + [chunk])[-4:]
+        except OSError:
+            pass
+        finally:
+            f.close()
 
     def _read(self, timeout_s: float) -> tuple[dict[str, Any] | None, bytes]:
         proc = self._proc

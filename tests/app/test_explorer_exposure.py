@@ -80,8 +80,9 @@ def test_server_listens_on_loopback_only(explorer_db: Path, tmp_path: Path) -> N
     log = (tmp_path / "streamlit.log").open("w")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "app.cli.main", "explore", str(explorer_db), "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=env)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     try:
         deadline = time.time() + 90
         while True:
@@ -93,8 +94,11 @@ def test_server_listens_on_loopback_only(explorer_db: Path, tmp_path: Path) -> N
                 pass
             assert proc.poll() is None and time.time() < deadline, (tmp_path / "streamlit.log").read_text()
             time.sleep(0.5)
-        listening = [c.laddr for c in psutil.Process(proc.pid).net_connections("inet")
-                     if c.status == psutil.CONN_LISTEN]
+        listening = [
+            c.laddr
+            for c in psutil.Process(proc.pid).net_connections("inet")
+            if c.status == psutil.CONN_LISTEN
+        ]
         assert listening and all(a.ip in ("127.0.0.1", "::1") for a in listening), listening
         lan = _lan_address()
         if lan is not None:  # the machine's network address does not reach the explorer
