@@ -17,7 +17,7 @@ import h3
 import numpy as np
 
 from bench import bad_files as bf
-from bench.bad_input import DATA, Case, Ctx
+from bench.bad_runner import DATA, Case, Ctx
 
 EUROSAT = "sentinel2-l1c-eurosat"
 Args = tuple[list[str], Path]

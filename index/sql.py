@@ -41,8 +41,8 @@ import pyarrow.compute as pc
 
 from embedder import contract, h3grid
 from embedder.contract import PYRAMID_DIR
-from embedder.errors import EarthvecError, QueryError
-from index.sql_guard import Limits, lock_down
+from embedder.errors import QueryError
+from index.sql_guard import Limits, fetch_limited, lock_down
 
 DEFAULT_ROW_LIMIT = 10_000
 VIEWS = ("embeddings", "labels", "predictions")
@@ -222,11 +222,9 @@ def connect(
 
 
 def run_query(
-    con: duckdb.DuckDBPyConnection, sql: str, *, limit: int | None = DEFAULT_ROW_LIMIT, raw: bool = False
+    con: duckdb.DuckDBPyConnection, sql: str, *, limit: int | None = DEFAULT_ROW_LIMIT
 ) -> tuple[pa.Table, bool]:
     """Run one statement and fetch at most ``limit`` rows.
-
-    ``raw=True`` lets DuckDB's own exceptions through (for :mod:`index.sql_guard`).
 
     Returns:
         The result table and whether rows were cut off by ``limit``.
@@ -235,23 +233,6 @@ def run_query(
         QueryError: DuckDB rejects the statement (its message names the problem).
     """
     try:
-        rel = con.sql(sql)
-        if rel is None:  # a statement without a result (SET, CREATE ...)
-            return pa.table({}), False
-        reader = rel.to_arrow_reader(min(limit or 100_000, 100_000))
-        batches, n, cut = [], 0, False
-        for b in reader:
-            if limit is not None and n + b.num_rows > limit:
-                batches.append(b.slice(0, limit - n))
-                cut = True
-                break
-            batches.append(b)
-            n += b.num_rows
-        table = pa.Table.from_batches(batches, schema=reader.schema)
+        return fetch_limited(con, sql, limit)
     except duckdb.Error as exc:
-        if raw:
-            raise
         raise QueryError(f"SQL failed: {str(exc).strip()}") from exc
-    except EarthvecError:
-        raise
-    return table, cut

@@ -265,6 +265,27 @@ def friendly_error(exc: BaseException, limits: Limits | None = None, *, sandboxe
     return QueryError(f"SQL failed: {msg}")
 
 
+def fetch_limited(con: duckdb.DuckDBPyConnection, sql: str, limit: int | None) -> tuple[pa.Table, bool]:
+    """Run one statement and fetch at most ``limit`` rows (DuckDB's errors pass through).
+
+    Returns:
+        The result table and whether rows were cut off by ``limit``.
+    """
+    rel = con.sql(sql)
+    if rel is None:  # a statement without a result (SET, CREATE ...)
+        return pa.table({}), False
+    reader = rel.to_arrow_reader(min(limit or 100_000, 100_000))
+    batches, n, cut = [], 0, False
+    for b in reader:
+        if limit is not None and n + b.num_rows > limit:
+            batches.append(b.slice(0, limit - n))
+            cut = True
+            break
+        batches.append(b)
+        n += b.num_rows
+    return pa.Table.from_batches(batches, schema=reader.schema), cut
+
+
 def run_limited(
     con: duckdb.DuckDBPyConnection, sql: str, limits: Limits, *, check: bool = True
 ) -> tuple[pa.Table, bool]:
@@ -281,8 +302,6 @@ def run_limited(
     Raises:
         QueryError: a refused statement, a DuckDB error, the time or the memory limit.
     """
-    from index.sql import run_query
-
     if check:
         check_statement(con, sql)
     timer = None
@@ -297,7 +316,7 @@ def run_limited(
         timer.daemon = True
         timer.start()
     try:
-        return run_query(con, sql, limit=limits.rows, raw=True)
+        return fetch_limited(con, sql, limits.rows)
     except EarthvecError:
         raise
     except duckdb.Error as exc:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.bad_cases import CASES
-from bench.bad_input import Case, Ctx, Result, format_table, run_cases
+from bench.bad_runner import Case, Ctx, Result, format_table, run_cases
 
 AS_ROOT = os.name == "posix" and os.geteuid() == 0
 FAST = [c for c in CASES if not c.slow]
