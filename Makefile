@@ -7,7 +7,7 @@ DEMO_DB ?= demo_db
 DEMO_SERVE ?= 1
 PORT ?= 8501
 
-.PHONY: install test test-all test-browser demo bench lint clean
+.PHONY: install test test-all test-browser demo bench bad-input lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ demo: install
 
 bench: install
 	$(BIN)/earthvec bench --out bench_results
+
+bad-input: install  # hostile/broken input through the CLI: prints the case table (part of make chaos)
+	$(BIN)/python -m bench.bad_input --slow
 
 lint: install
 	$(BIN)/ruff check embedder index app tests bench

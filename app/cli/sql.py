@@ -42,7 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=300.0, help="stop the query after this many seconds "
                    "(default 300; 0: no limit)")
     p.add_argument("--memory-limit", default="4GB", help="memory of a read-only query (default 4GB)")
-    p.add_argument("--threads", type=int, default=2, help="DuckDB threads of a read-only query (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="DuckDB threads of a read-only query "
+                   "(default: all CPUs)")
 
 
 def unique_names(names: list[str]) -> list[str]:
@@ -68,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
         raise QueryError(f"--limit {args.limit}: give a positive number of rows")
     if args.timeout < 0:
         raise QueryError(f"--timeout {args.timeout:g}: give seconds (0: no limit)")
-    limits = Limits(memory=args.memory_limit, threads=args.threads, timeout_s=args.timeout or None,
-                    rows=args.limit)
+    import os
+
+    threads = args.threads if args.threads is not None else max(1, os.cpu_count() or 1)
+    limits = Limits(args.memory_limit, threads, args.timeout or None, args.limit)
     if args.allow_files:
         from index.sql import connect
         from index.sql_guard import run_limited

@@ -11,6 +11,7 @@ from app.logic import mapview
 from app.logic.colour import ramp
 from app.logic.console import CONSOLE_LIMITS, SQL_TIME_LIMIT_S, open_console, run_console_query
 from embedder.errors import EarthvecError
+from index.sql_worker import SqlWorker
 
 ROW_LIMIT = 10_000
 CON_KEY = "sql_connection"
@@ -61,7 +62,7 @@ def h3_hex(values: pd.Series) -> list[str] | None:
     return out
 
 
-def _connection(db: str) -> object:
+def _connection(db: str) -> SqlWorker:
     held = st.session_state.get(CON_KEY)
     if held is None or held[0] != db:
         if held is not None:
@@ -96,7 +97,7 @@ def main() -> None:
     if st.session_state.get("sql_run"):
         try:
             con = _connection(str(db))
-            table, cut = run_console_query(con, sql, limit=ROW_LIMIT)  # type: ignore[arg-type]
+            table, cut = run_console_query(con, sql, limit=ROW_LIMIT)
             st.session_state["sql_result"] = (table.to_pandas(), cut)
         except EarthvecError as exc:
             st.session_state.pop("sql_result", None)
