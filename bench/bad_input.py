@@ -8,6 +8,7 @@ message. A case that should work (a scene in a geographic CRS, seeds with a byte
 mark, a box across the antimeridian) must exit 0 and pass its own check instead.
 ``tests/bench/test_bad_input.py`` asserts the same for every case.
 
+Then it prints the SQL escape table of :mod:`bench.sql_escapes` (``--no-sql`` skips it).
 Options: ``--only NAME[,NAME]`` (cases whose name contains one of them), ``--keep`` (leave
 the files), ``--slow`` (also the slow cases, e.g. 10^6 seed rows), ``--jobs N``.
 """
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slow", action="store_true", help="also run the slow cases")
     p.add_argument("--keep", action="store_true", help="keep the temporary files")
     p.add_argument("--jobs", type=int, default=2, help="cases at a time (default 2)")
+    p.add_argument("--no-sql", action="store_true", help="skip the SQL escape table")
     a = p.parse_args(argv)
     want = [w for w in (a.only or "").split(",") if w]
     cases = [c for c in CASES if (a.slow or not c.slow) and (not want or any(w in c.name for w in want))]
@@ -39,8 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TQDM_DISABLE", "1")
     root = Path(tempfile.mkdtemp(prefix="earthvec-bad-input-"))
     try:
-        results = run_cases(cases, Ctx(root), jobs=a.jobs)
+        ctx = Ctx(root)
+        results = run_cases(cases, ctx, jobs=a.jobs)
         print(format_table(results))
+        if not a.no_sql and not want:
+            from bench.sql_escapes import escape_table
+
+            (root / "sql_scratch").mkdir()
+            print("\nread-only SQL (earthvec sql, explorer console):")
+            print(escape_table(ctx.db_copy(root / "sql_db"), root / "sql_scratch"))
     finally:
         if a.keep:
             print(f"files kept in {root}")

@@ -19,74 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from bench.sql_escapes import ESCAPES, LIMITS, fill
 from embedder import contract
 from embedder.errors import QueryError
 from index.sql import connect
 from index.sql_guard import Limits, check_statement, parse_size, run_limited
 from index.sql_worker import SqlWorker
-
-LIMITS = Limits(memory="512MB", threads=2, timeout_s=3.0, rows=1000)
-
-# (case, SQL with {tmp} and {db} placeholders, words the message must hold, DuckDB alone stops it)
-ESCAPES: list[tuple[str, str, str, bool]] = [
-    ("copy_to", "COPY (SELECT * FROM embeddings) TO '{tmp}/leak.csv'", "COPY reads or writes files", False),
-    (
-        "copy_to_in_subquery_cte",
-        "WITH x AS (SELECT 1) SELECT * FROM x; COPY x TO '{tmp}/leak2.csv'",
-        "give one statement",
-        False,
-    ),
-    ("read_csv_passwd", "SELECT * FROM read_csv('/etc/passwd', sep=':')", "cannot read or write files", True),
-    ("read_parquet_http", "SELECT * FROM read_parquet('http://127.0.0.1:9/x.parquet')", "cannot read", True),
-    ("read_text", "SELECT * FROM read_text('/etc/hostname')", "cannot read or write files", True),
-    ("read_blob_db_sidecar", "SELECT * FROM read_blob('{db}/build.json')", "cannot read or write", True),
-    ("glob_root", "SELECT * FROM glob('/*')", "cannot read or write files", True),
-    ("replacement_scan", "SELECT * FROM '/etc/passwd'", "cannot read files by name", True),
-    ("path_traversal", "SELECT * FROM read_csv('{shard}/../../../../../../etc/passwd')", "cannot read", True),
-    (
-        "parquet_glob_in_db",
-        "SELECT count(*) FROM read_parquet('{db}/embeddings/*/*.parquet')",
-        "cannot read",
-        True,
-    ),
-    ("attach_file", "ATTACH '{tmp}/other.duckdb' AS other", "ATTACH opens another database", False),
-    ("attach_memory", "ATTACH ':memory:' AS scratch", "ATTACH", False),
-    ("install", "INSTALL httpfs", "extensions", False),
-    ("load", "LOAD httpfs", "extensions", True),
-    ("load_path", "LOAD '{tmp}/evil.duckdb_extension'", "extensions", True),
-    ("set_external_access", "SET enable_external_access = true", "SET/RESET/USE/PRAGMA x = y changes", True),
-    ("set_lock_configuration", "SET lock_configuration = false", "settings", True),
-    ("reset_lock_configuration", "RESET lock_configuration", "settings", True),
-    ("set_memory_limit", "SET memory_limit = '100GB'", "settings", True),
-    ("set_allowed_directories", "SET allowed_directories = ['/']", "settings", True),
-    ("set_temp_directory", "SET temp_directory = '{tmp}/spill'", "settings", True),
-    ("pragma_threads", "PRAGMA threads = 64", "PRAGMA", True),
-    ("pragma_database_list", "PRAGMA database_list", "PRAGMA changes or reads settings", False),
-    (
-        "enable_logging_to_file",
-        "SELECT * FROM enable_logging(storage='file', storage_path='{tmp}/log')",
-        "locked",
-        True,
-    ),
-    ("enable_profiling", "SELECT * FROM enable_profiling()", "locked", True),
-    ("create_table", "CREATE TABLE t AS SELECT * FROM embeddings", "CREATE makes tables", False),
-    ("create_secret", "CREATE PERSISTENT SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')", "CREATE", True),
-    ("drop_view", "DROP VIEW embeddings", "DROP removes views", False),
-    (
-        "explain_analyze_drop",
-        "EXPLAIN ANALYZE DROP VIEW embeddings",
-        "EXPLAIN is allowed only of one SELECT",
-        False,
-    ),
-    ("explain_analyze_create", "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1", "EXPLAIN", False),
-    ("export_database", "EXPORT DATABASE '{tmp}/export'", "EXPORT DATABASE writes files", True),
-    ("call", "CALL duckdb_settings()", "CALL runs a procedure", False),
-    ("set_variable", "SET VARIABLE x = 1", "settings", False),
-    ("multiple_statements", "SELECT 1; DROP VIEW embeddings", "give one statement, not 2", False),
-    ("getenv", "SELECT getenv('HOME')", "getenv does not exist", True),
-    ("python_replacement_scan", "SELECT * FROM os", "does not exist", True),
-    ("empty", "  -- nothing\n", "the query is empty", False),
-]
 
 
 def _digest(folder: Path) -> str:
@@ -112,17 +50,12 @@ def worker(sdb: Path) -> SqlWorker:
     w.close()
 
 
-def _fill(sql: str, tmp: Path, db: Path) -> str:
-    shard = contract.embedding_files(db)[0]
-    return sql.format(tmp=tmp, db=db, shard=shard)
-
-
 @pytest.mark.parametrize(("case", "sql", "words", "duckdb_alone"), ESCAPES, ids=[e[0] for e in ESCAPES])
 def test_escape_refused(
     worker: SqlWorker, sdb: Path, tmp_path: Path, case: str, sql: str, words: str, duckdb_alone: bool
 ) -> None:
     before = _digest(sdb)
-    q = _fill(sql, tmp_path, sdb)
+    q = fill(sql, tmp_path, sdb)
     with pytest.raises(QueryError) as err:
         worker.query(q)
     msg = str(err.value)
