@@ -86,6 +86,7 @@ LIMIT_CASES: list[tuple[str, str]] = [
     ("huge_cross_join", "SELECT list(a.range * b.range) FROM range(30000) a, range(30000) b"),
     ("repeat_2gb_string", "SELECT repeat('x', 2000000000)"),
     ("past_row_limit", "SELECT * FROM range(1000000) a, range(1000000) b"),
+    ("huge_values_within_row_limit", "SELECT repeat('x', 100000000) AS s FROM range(4)"),
 ]
 """Resource cases: stopped by the time or memory limit, or cut at the row limit."""
 

@@ -236,7 +236,9 @@ def friendly_error(exc: BaseException, limits: Limits | None = None, *, sandboxe
             f"the query ran past the time limit{t} and was stopped; filter (WHERE), aggregate or "
             "LIMIT it, or give earthvec sql a longer --timeout"
         )
-    if isinstance(exc, duckdb.OutOfMemoryException):
+    if isinstance(exc, duckdb.OutOfMemoryException | MemoryError | pa.ArrowMemoryError) or msg.startswith(
+        "Out of Memory"
+    ):
         m = f" {limits.memory}" if limits else ""
         return QueryError(
             f"the query needs more than the memory limit{m} and was stopped ({msg}); filter "
@@ -319,7 +321,7 @@ def run_limited(
         return fetch_limited(con, sql, limits.rows)
     except EarthvecError:
         raise
-    except duckdb.Error as exc:
+    except (duckdb.Error, pa.ArrowException, MemoryError) as exc:  # Arrow re-raises DuckDB's errors
         if fired.is_set():
             raise friendly_error(duckdb.InterruptException("Interrupted!"), limits) from exc
         raise friendly_error(exc, limits, sandboxed=check) from exc

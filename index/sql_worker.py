@@ -38,10 +38,13 @@ import pyarrow.ipc  # noqa: F401 - imported before the file-size limit (no lazy 
 
 from embedder import errors
 from embedder.errors import EarthvecError, QueryError
-from index.sql_guard import HEADROOM_BYTES, Limits, first_line, parse_size
+from index.sql_guard import HEADROOM_BYTES, Limits, first_line, friendly_error, parse_size
 
 START_TIMEOUT_S = 120.0
 """How long the parent waits for a child to open the database."""
+
+MAX_RESULT_BYTES = 256 * 2**20
+"""Largest result a query may send back (the rows limit alone allows huge values)."""
 
 
 def _vm_bytes() -> int | None:
@@ -119,24 +122,18 @@ def _serve(args: argparse.Namespace) -> int:
             t = req.get("timeout_s") or limits.timeout_s
             t = min(t, limits.timeout_s) if limits.timeout_s and t else t
             table, cut = run_limited(con, str(req["sql"]), Limits(limits.memory, limits.threads, t, rows))
+            if table.nbytes > MAX_RESULT_BYTES:
+                cap = MAX_RESULT_BYTES // 2**20
+                raise QueryError(
+                    f"the result is {table.nbytes / 2**20:.0f} MB, more than the {cap} MB a query may "
+                    "return; select fewer columns or rows (LIMIT), or aggregate"
+                )
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, table.schema) as w:
                 w.write_table(table)
             _send(out, {"ok": True, "cut": cut}, sink.getvalue().to_pybytes())
-        except MemoryError:
-            _send(
-                out,
-                {
-                    "ok": False,
-                    "type": "QueryError",
-                    "error": (
-                        f"the query needs more than the memory limit {limits.memory} and was stopped; "
-                        "filter (WHERE), aggregate or LIMIT it"
-                    ),
-                },
-            )
         except Exception as exc:  # noqa: BLE001 - every failure goes back as one line
-            _send(out, _error_head(exc))
+            _send(out, _error_head(exc if isinstance(exc, EarthvecError) else friendly_error(exc, limits)))
     return 0
 
 

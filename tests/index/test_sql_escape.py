@@ -167,3 +167,13 @@ def test_bad_limits_and_missing_database(tmp_path: Path) -> None:
         Limits(timeout_s=-1)
     with pytest.raises(FileNotFoundError, match="build the database first"):
         SqlWorker(tmp_path / "nodb", LIMITS)
+
+
+def test_result_size_is_capped(worker: SqlWorker) -> None:
+    with pytest.raises(QueryError, match=r"the result is \d+ MB, more than the 256 MB|memory limit 512MB"):
+        worker.query("SELECT repeat('x', 100000000) AS s FROM range(4)")  # 4 rows, 400 MB
+    big = "SELECT repeat('x', 30000000) AS s FROM range(10)"  # 300 MB: fits in memory, too big to return
+    with SqlWorker(worker.db, LIMITS) as fresh, pytest.raises(QueryError, match="the result is 286 MB"):
+        fresh.query(big)
+    t, cut = worker.query("SELECT repeat('x', 1000) AS s FROM range(4)")
+    assert t.num_rows == 4 and not cut and len(t.column("s")[0].as_py()) == 1000
