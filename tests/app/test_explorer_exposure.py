@@ -127,3 +127,12 @@ def test_upload_over_the_limit_is_refused(explorer_db: Path, monkeypatch: pytest
     ):
         seeds_from_upload(rows, "seeds.csv", big)
     assert seeds_from_upload(rows, "seeds.csv", real)[0] == seeds  # under the limit: unchanged
+
+
+def test_repository_streamlit_config_keeps_the_same_limits() -> None:
+    import tomllib
+
+    from app.limits import MAX_UPLOAD_MB
+
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["address"] == DEFAULT_HOST and cfg["server"]["maxUploadSize"] == MAX_UPLOAD_MB
