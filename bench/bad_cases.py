@@ -463,7 +463,7 @@ CASES: list[Case] = [
             ),
             BAD_TIF,
         ),
-        "truncated or corrupt",
+        "declares 100000 x 100000 pixels",
     ),
     Case(
         "raster_all_nan",

@@ -13,6 +13,7 @@ sensor's quality masks become NaN and are counted in ``valid_fraction``, never z
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from rasterio.windows import Window
 
 from embedder.errors import RasterError, SourceError
 from embedder.masks import mask_chips
-from embedder.sources import RasterItem, is_url, open_raster, raster_header
+from embedder.sources import RasterHeader, RasterItem, is_url, open_raster, raster_header
 from embedder.warp import (
     NATIVE_MAX_DEVIATION_PX,
     ChipGrid,
@@ -111,6 +112,7 @@ def item_geometry(item: RasterItem) -> ItemGeometry:
             "-a_ullr ...) so earthvec can place its chips on the H3 grid"
         )
     _check_geographic_bounds(path, head.crs, head.bounds)
+    _check_declared_size(path, head)
     for other in item.paths[1:]:
         if not is_url(other):  # remote band files: one request per file is too dear here
             _check_same_footprint(path, head.crs, head.bounds, other)
@@ -121,6 +123,25 @@ _GDAL_ERRORS = (CRSError, RasterioError, CPLE_BaseError)
 
 FOOTPRINT_TOLERANCE = 0.01
 """Band files of one item may differ by this share of the extent (half a coarse pixel)."""
+
+
+MAX_DECLARED_RATIO = 10_000
+"""Uncompressed size / file size above which a header is taken as corrupt (DEFLATE, LZW and
+ZSTD stay far below; only sparse GeoTIFFs with empty tiles go above)."""
+
+
+def _check_declared_size(path: str, head: RasterHeader) -> None:
+    if is_url(path):
+        return
+    declared = head.shape[0] * head.shape[1] * head.count * head.itemsize
+    size = max(1, os.path.getsize(path))
+    if declared > 2**30 and declared > MAX_DECLARED_RATIO * size:
+        raise RasterError(
+            f"{path!r} declares {head.shape[1]} x {head.shape[0]} pixels x {head.count} band(s) "
+            f"({declared / 1e9:.0f} GB uncompressed) in a file of {size / 1e3:.0f} kB; its header is "
+            "corrupt or the file is truncated: export it again (a sparse GeoTIFF: fill it first with "
+            "gdal_translate -co SPARSE_OK=FALSE)"
+        )
 
 
 def _check_geographic_bounds(path: str, crs: CRS, bounds: tuple[float, float, float, float]) -> None:

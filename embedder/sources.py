@@ -22,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import rasterio
 
 from embedder.errors import InputNotFoundError, RasterError, SensorError, SourceError
@@ -188,6 +189,10 @@ class RasterHeader:
     bounds: tuple[float, float, float, float]
     tags: dict[str, str]
     descriptions: tuple[str | None, ...] = ()
+    shape: tuple[int, int] = (0, 0)
+    """Declared (height, width) in pixels."""
+    itemsize: int = 0
+    """Bytes per pixel of the widest band."""
 
 
 @lru_cache(maxsize=65536)
@@ -208,6 +213,8 @@ def raster_header(path: str) -> RasterHeader:
                 (b.left, b.bottom, b.right, b.top),
                 dict(src.tags()),
                 tuple(src.descriptions),
+                (int(src.height), int(src.width)),
+                max((np.dtype(d).itemsize for d in src.dtypes), default=0),
             )
     except rasterio.errors.RasterioIOError as exc:
         raise RasterError(
