@@ -7,7 +7,7 @@ DEMO_DB ?= demo_db
 DEMO_SERVE ?= 1
 PORT ?= 8501
 
-.PHONY: install test test-all test-browser demo bench chaos lint clean
+.PHONY: install test test-all test-browser demo bench chaos bad-input lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,12 @@ demo: install
 bench: install
 	$(BIN)/earthvec bench --out bench_results
 
-chaos: install
+chaos: install  # SIGKILL fault injection, then the hostile-input and SQL-escape tables
 	$(BIN)/python -m bench.chaos --kills $(or $(KILLS),20) --out bench_results
+	$(BIN)/python -m bench.bad_input --slow
+
+bad-input: install  # hostile/broken input through the CLI: prints the case table (part of make chaos)
+	$(BIN)/python -m bench.bad_input --slow
 
 lint: install
 	$(BIN)/ruff check embedder index app tests bench

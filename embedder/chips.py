@@ -13,21 +13,27 @@ sensor's quality masks become NaN and are counted in ``valid_fraction``, never z
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import h3.api.basic_int as h3i
 import numpy as np
 import rasterio
 from affine import Affine
+from rasterio._err import CPLE_BaseError  # GDAL/PROJ errors (no public name in rasterio)
+from rasterio.crs import CRS
 from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import CRSError, RasterioError
 from rasterio.warp import transform as warp_transform
+from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from embedder.errors import RasterError
+from embedder.errors import RasterError, SourceError
 from embedder.footprint import chip_coverage, item_mask
 from embedder.masks import mask_chips
-from embedder.rasterfile import OpenFiles, RasterItem, raster_header
+from embedder.rasterfile import OpenFiles, RasterHeader, RasterItem, is_url, raster_header
 from embedder.warp import (
     NATIVE_MAX_DEVIATION_PX,
     ChipGrid,
@@ -100,10 +106,12 @@ def default_resolution(chip_size_m: float) -> int:
 
 
 def item_geometry(item: RasterItem) -> ItemGeometry:
-    """Open the item's first band file and read its CRS and bounds.
+    """Open the item's band files and read its CRS and bounds.
 
     Raises:
-        RasterError: when the file cannot be read or has no CRS.
+        RasterError: when a file cannot be read, has no CRS, has a geographic CRS with bounds
+            that are no longitudes/latitudes (a wrong CRS), or when the band files of one
+            item cover different areas.
     """
     path = item.paths[0]
     head = raster_header(path)
@@ -112,16 +120,84 @@ def item_geometry(item: RasterItem) -> ItemGeometry:
             f"{path!r} has no CRS; georeference it first (e.g. gdal_translate -a_srs EPSG:XXXX "
             "-a_ullr ...) so earthvec can place its chips on the H3 grid"
         )
+    _check_geographic_bounds(path, head.crs, head.bounds)
+    _check_declared_size(path, head)
+    for other in item.paths[1:]:
+        if not is_url(other):  # remote band files: one request per file is too dear here
+            _check_same_footprint(path, head.crs, head.bounds, other)
     return ItemGeometry(head.crs, head.bounds)
+
+
+_GDAL_ERRORS = (CRSError, RasterioError, CPLE_BaseError)
+
+FOOTPRINT_TOLERANCE = 0.01
+"""Band files of one item may differ by this share of the extent (half a coarse pixel)."""
+
+
+MAX_DECLARED_RATIO = 10_000
+"""Uncompressed size / file size above which a header is taken as corrupt (DEFLATE, LZW and
+ZSTD stay far below; only sparse GeoTIFFs with empty tiles go above)."""
+
+
+def _check_declared_size(path: str, head: RasterHeader) -> None:
+    if is_url(path):
+        return
+    declared = head.shape[0] * head.shape[1] * head.count * head.itemsize
+    size = max(1, os.path.getsize(path))
+    if declared > 2**30 and declared > MAX_DECLARED_RATIO * size:
+        raise RasterError(
+            f"{path!r} declares {head.shape[1]} x {head.shape[0]} pixels x {head.count} band(s) "
+            f"({declared / 1e9:.0f} GB uncompressed) in a file of {size / 1e3:.0f} kB; its header is "
+            "corrupt or the file is truncated: export it again (a sparse GeoTIFF: fill it first with "
+            "gdal_translate -co SPARSE_OK=FALSE)"
+        )
+
+
+def _check_geographic_bounds(path: str, crs: CRS, bounds: tuple[float, float, float, float]) -> None:
+    left, bottom, right, top = bounds
+    if crs.is_geographic and not (-180.5 <= left <= right <= 360.5 and -90.5 <= bottom <= top <= 90.5):
+        raise RasterError(
+            f"{path!r} says its CRS is {crs.to_string()} (degrees) but its bounds "
+            f"({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}) are not longitudes and latitudes; "
+            "the file's CRS is wrong: set the right one (gdal_edit.py -a_srs EPSG:XXXX FILE)"
+        )
+
+
+def _check_same_footprint(
+    first: str, crs: CRS, bounds: tuple[float, float, float, float], other: str
+) -> None:
+    head = raster_header(other)
+    if head.crs is None:
+        raise RasterError(f"{other!r} has no CRS but {first!r} of the same item has; georeference it")
+    ob = head.bounds
+    if head.crs != crs:
+        try:
+            ob = transform_bounds(head.crs, crs, *ob)
+        except _GDAL_ERRORS as exc:
+            raise RasterError(f"cannot place {other!r} beside {first!r}: {exc}") from exc
+    tol = FOOTPRINT_TOLERANCE * max(bounds[2] - bounds[0], bounds[3] - bounds[1])
+    if max(abs(a - b) for a, b in zip(bounds, ob, strict=True)) > tol:
+        raise RasterError(
+            f"band files of one item cover different areas: {Path(other).name} spans "
+            f"({ob[0]:.6g}, {ob[1]:.6g}, {ob[2]:.6g}, {ob[3]:.6g}) but {Path(first).name} spans "
+            f"({bounds[0]:.6g}, {bounds[1]:.6g}, {bounds[2]:.6g}, {bounds[3]:.6g}); give the band "
+            "files of one scene (same footprint), or cut them to a common extent first"
+        )
 
 
 def choose_mode(geom: ItemGeometry, item: RasterItem, mode: str = "auto") -> str:
     """Resolve ``auto`` to ``chip`` or ``scene`` from the item's size."""
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        raise SourceError(f"--mode {mode!r} is not one of {', '.join(MODES)}; choose one of them")
     if mode != "auto":
         return mode
-    size_m = max(footprint_size_m(geom.crs, geom.bounds))
+    try:
+        size_m = max(footprint_size_m(geom.crs, geom.bounds))
+    except _GDAL_ERRORS as exc:
+        raise RasterError(
+            f"cannot place {item.paths[0]!r} on the globe with its CRS {geom.crs.to_string()} ({exc}); "
+            "the file's CRS or transform is probably wrong: fix them (gdal_edit.py -a_srs / -a_ullr)"
+        ) from exc
     return "chip" if size_m <= CHIP_MODE_MAX_CHIPS * item.sensor.chip_size_m else "scene"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 
+import numpy as np
 import rasterio
 
 from embedder.errors import RasterError
@@ -75,13 +76,39 @@ def _remote_env() -> None:
         os.environ.setdefault(k, v)
 
 
+def gdal_message(exc: BaseException) -> str:
+    """The most specific one-line message in an exception chain.
+
+    That is GDAL's own text rather than rasterio's "See previous exception for details".
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    best = ""
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = " ".join(str(cur).split())
+        if text and "previous exception" not in text:
+            best = text
+        cur = cur.__cause__ or cur.__context__
+    return best or " ".join(str(exc).split())
+
+
+def _read_error(path: str, exc: BaseException) -> RasterError:
+    return RasterError(
+        f"cannot read the pixels of {path!r} ({gdal_message(exc)}); the file is truncated or "
+        "corrupt: download or export it again"
+    )
+
+
 def _open(path: str) -> rasterio.DatasetReader:
     if is_url(path):
         _remote_env()
     try:
         return rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
-        raise RasterError(f"cannot read {path!r} as a raster ({exc}); is it a complete GeoTIFF?") from exc
+        raise RasterError(
+            f"cannot read {path!r} as a raster ({gdal_message(exc)}); is it a complete GeoTIFF?"
+        ) from exc
 
 
 @contextmanager
@@ -95,7 +122,7 @@ def open_raster(path: str) -> Iterator[rasterio.DatasetReader]:
         try:
             yield src
         except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"cannot read {path!r} ({exc}); is the file complete?") from exc
+            raise _read_error(path, exc) from exc
 
 
 class OpenFiles:
@@ -125,7 +152,7 @@ class OpenFiles:
         try:
             yield self.get(path)
         except rasterio.errors.RasterioIOError as exc:
-            raise RasterError(f"cannot read {path!r} ({exc}); is the file complete?") from exc
+            raise _read_error(path, exc) from exc
 
     @property
     def opened(self) -> int:
@@ -149,6 +176,9 @@ class RasterHeader:
     tags: dict[str, str]
     descriptions: tuple[str | None, ...] = ()
     shape: tuple[int, int] = (0, 0)
+    """Declared (height, width) in pixels."""
+    itemsize: int = 0
+    """Bytes per pixel of the widest band."""
 
 
 @lru_cache(maxsize=65536)
@@ -167,4 +197,5 @@ def raster_header(path: str) -> RasterHeader:
             dict(src.tags()),
             tuple(src.descriptions),
             (int(src.height), int(src.width)),
+            max((np.dtype(d).itemsize for d in src.dtypes), default=0),
         )

@@ -118,7 +118,8 @@ class _Progress:
                 if k in self.bars:
                     self.bars.pop(k).close()
                 secs = time.perf_counter() - self.started[k]
-                log.info("read %s: %d chips in %.1f s", item.key, self.totals[k], secs)
+                level = logging.INFO if self.totals[k] >= PROGRESS_MIN_CHIPS else logging.DEBUG
+                log.log(level, "read %s: %d chips in %.1f s", item.key, self.totals[k], secs)
 
     def close(self) -> None:
         with self.lock:

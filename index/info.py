@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from embedder import contract
 from embedder.contract import PYRAMID_DIR, Sidecar, index_dir
+from embedder.contract.layout import listed_embedding_files
 from index.pyramid import level_state
 from index.store import index_state
 
@@ -26,7 +27,8 @@ def db_info(db: str | Path) -> dict[str, Any]:
         ``dated_rows``, ``modalities``, ``sensors``, ``index`` (state, factory, count),
         ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and
         ``predictions`` (file names), ``stale_pyramid`` and ``stale_predictions`` (made from
-        other embeddings: rebuild them).
+        other embeddings: rebuild them), ``unlisted`` (Parquet files under ``embeddings/``
+        that the published generation does not list: readers ignore them).
 
     Raises:
         InputNotFoundError: no embeddings in ``db``.
@@ -79,8 +81,25 @@ def _info(db: Path, snap: contract.Snapshot) -> dict[str, Any]:
         "labels": _names(db / contract.LABELS_DIR),
         "predictions": _names(db / contract.PREDICTIONS_DIR),
         "stale_predictions": _stale_maps(db, snap),
+        "unlisted": _unlisted(db, snap),
     }
     return out
+
+
+def _unlisted(db: Path, snap: contract.Snapshot) -> list[str]:
+    """Parquet files under ``embeddings/`` that the published generation does not list.
+
+    Readers ignore them: files dropped in by hand, or shards of an unfinished write (which
+    the next write resumes or sweeps).
+    """
+    if snap.manifest is None:
+        return []
+    listed = {p.resolve() for p in snap.files}
+    return [
+        p.relative_to(db).as_posix()
+        for p in listed_embedding_files(db)
+        if p.resolve() not in listed
+    ]
 
 
 def _counts(col: Any) -> dict[str, int]:

@@ -84,10 +84,7 @@ def read_seeds(path: str | Path) -> pd.DataFrame:
     if path.suffix.lower() in (".geojson", ".json"):
         df = _read_geojson(path)
     else:
-        try:
-            df = pd.read_csv(path, dtype={"h3": str, LABEL: str})
-        except (ValueError, OSError) as exc:
-            raise SeedError(f"cannot read seed file {path} as CSV: {exc}") from exc
+        df = _read_csv(path)
         df.columns = [str(c).strip().lower() for c in df.columns]
     if LABEL not in df.columns or not ({"lat", "lon"} <= set(df.columns) or "h3" in df.columns):
         raise SeedError(
@@ -101,9 +98,31 @@ def read_seeds(path: str | Path) -> pd.DataFrame:
     return df
 
 
+CSV_ENCODINGS = ("utf-8-sig", "cp1252", "latin-1")
+"""Seed CSVs are read as UTF-8 (with or without a byte-order mark), else as Windows-1252
+(what spreadsheet programs in Western Europe write), else as Latin-1."""
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    head = path.read_bytes()[:4096]
+    if b"\0" in head:
+        raise SeedError(
+            f"{path} is a binary file, not a CSV; give a CSV with lat,lon,label or h3,label columns "
+            "(or GeoJSON points)"
+        )
+    for enc in CSV_ENCODINGS:
+        try:
+            return pd.read_csv(path, dtype={"h3": str, LABEL: str}, encoding=enc)
+        except UnicodeDecodeError:
+            continue
+        except (ValueError, OSError) as exc:
+            raise SeedError(f"cannot read seed file {path} as CSV: {' '.join(str(exc).split())}") from exc
+    raise SeedError(f"cannot read seed file {path} as text; save it as UTF-8 CSV")
+
+
 def _read_geojson(path: Path) -> pd.DataFrame:
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(path.read_bytes())  # bytes: UTF-8/16/32, with or without a BOM
     except (ValueError, OSError) as exc:
         raise SeedError(f"cannot read seed file {path} as GeoJSON: {exc}") from exc
     feats = doc.get("features") if isinstance(doc, dict) else None
@@ -111,11 +130,14 @@ def _read_geojson(path: Path) -> pd.DataFrame:
         raise SeedError(f"{path} is not a GeoJSON FeatureCollection; give Point features with a 'label'")
     rows = []
     for i, f in enumerate(feats):
-        geom = (f or {}).get("geometry") or {}
+        geom = (f.get("geometry") if isinstance(f, dict) else None) or {}
         if geom.get("type") != "Point":
             raise SeedError(f"{path}: feature {i} is a {geom.get('type')}, not a Point; seeds must be points")
-        lon, lat = geom["coordinates"][:2]
-        rows.append({"lat": lat, "lon": lon, LABEL: ((f.get("properties") or {}).get(LABEL))})
+        xy = geom.get("coordinates")
+        if not isinstance(xy, list | tuple) or len(xy) < 2:
+            raise SeedError(f"{path}: feature {i} has coordinates {xy!r}; a Point needs [lon, lat]")
+        props = f.get("properties") if isinstance(f.get("properties"), dict) else {}
+        rows.append({"lat": xy[1], "lon": xy[0], LABEL: props.get(LABEL)})
     return pd.DataFrame(rows, columns=["lat", "lon", LABEL])
 
 
@@ -125,6 +147,11 @@ def seed_cells(df: pd.DataFrame, res: int, where: str = "seeds") -> np.ndarray:
     Raises:
         SeedError: a bad H3 id, a cell coarser than ``res``, or coordinates out of range.
     """
+    if "h3" in df.columns and not {"lat", "lon"} <= set(df.columns) and df["h3"].isna().any():
+        raise SeedError(
+            f"{where}: row {int(np.flatnonzero(df['h3'].isna().to_numpy())[0]) + 1} has no h3 cell; "
+            "give a cell id in every row (or lat,lon columns)"
+        )
     if "h3" in df.columns and df["h3"].notna().all():
         cells = []
         for i, v in enumerate(df["h3"]):

@@ -20,9 +20,12 @@ res)``, ``h3_lat(h3)``, ``h3_lon(h3)``, ``h3_to_string(h3)``, ``h3_from_string(s
 (``UBIGINT[]`` of the ring-1 neighbours: 6, or 5 around a pentagon). Cells are UBIGINT as
 in Parquet. :data:`EXAMPLES` holds example queries for a global database.
 
-``read_only=True`` (for the app) lists the files explicitly, allows exactly those paths and
-then turns external access off: queries cannot read or write other files, install
-extensions or reach the network. :func:`run_query` caps the rows returned.
+``read_only=True`` (for untrusted SQL) lists the files explicitly, allows exactly those paths,
+caps memory and threads and then turns external access off and locks the configuration
+(:func:`index.sql_guard.lock_down`): queries cannot read or write other files, install
+extensions, reach the network or change a setting. :func:`run_query` caps the rows
+returned; :mod:`index.sql_guard` and :mod:`index.sql_worker` add the statement check, the
+time limit and a separate process for untrusted queries.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ import pyarrow.parquet as pq
 
 from embedder import contract, h3grid
 from embedder.contract import PYRAMID_DIR
-from embedder.errors import EarthvecError, QueryError
+from embedder.errors import QueryError
+from index.sql_guard import Limits, fetch_limited, lock_down
 
 DEFAULT_ROW_LIMIT = 10_000
 VIEWS = ("embeddings", "labels", "predictions")
@@ -155,13 +159,18 @@ def register_h3(con: duckdb.DuckDBPyConnection) -> None:
     con.create_function("h3_neighbors", _h3_neighbors, [ub], duckdb.list_type(ub), type=arrow)
 
 
-def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def connect(
+    db: str | Path, *, read_only: bool = False, limits: Limits | None = None
+) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the views and H3 functions of ``db``.
 
     Args:
         db: database folder.
         read_only: forbid any file or network access beyond the database's own files
-            (the files of the generation published now; reconnect to see a newer one).
+            (the files of the generation published now; reconnect to see a newer one) and
+            lock the settings.
+        limits: memory, threads and time limit of a read-only connection (default
+            :class:`index.sql_guard.Limits`).
 
     Raises:
         InputNotFoundError: ``db`` holds no embeddings.
@@ -215,9 +224,7 @@ def connect(db: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnec
             f"FROM read_parquet({_file_list(levels)}, filename = true)"
         )
     if read_only:
-        con.execute(f"SET allowed_paths = {_file_list(allowed)}")
-        con.execute("SET enable_external_access = false")
-        con.execute("SET lock_configuration = true")
+        lock_down(con, allowed, limits or Limits())
     return con
 
 
@@ -233,21 +240,6 @@ def run_query(
         QueryError: DuckDB rejects the statement (its message names the problem).
     """
     try:
-        rel = con.sql(sql)
-        if rel is None:  # a statement without a result (SET, CREATE ...)
-            return pa.table({}), False
-        reader = rel.to_arrow_reader(min(limit or 100_000, 100_000))
-        batches, n, cut = [], 0, False
-        for b in reader:
-            if limit is not None and n + b.num_rows > limit:
-                batches.append(b.slice(0, limit - n))
-                cut = True
-                break
-            batches.append(b)
-            n += b.num_rows
-        table = pa.Table.from_batches(batches, schema=reader.schema)
+        return fetch_limited(con, sql, limit)
     except duckdb.Error as exc:
         raise QueryError(f"SQL failed: {str(exc).strip()}") from exc
-    except EarthvecError:
-        raise
-    return table, cut

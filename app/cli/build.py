@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.db or not (args.source or args.stac):
         raise SystemExit("earthvec build: give a database folder and at least one --source (or --stac)")
+    check_options(args)
     sources = args.source or []
     sensors = args.sensor or []
     bands = [b.split(",") for b in args.bands or []]
@@ -143,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
     def pick(values: list[T], i: int) -> T | None:
         return values[i] if len(values) > 1 else (values[0] if values else None)
 
+    check_duplicates(sources, [pick(sensors, i) for i in range(len(sources))],
+                     [pick(bands, i) for i in range(len(sources))])
     specs = [SourceSpec([src], pick(sensors, i), pick(bands, i)) for i, src in enumerate(sources)]
     embedder = pretrained_embedder(
         args.model or DEFAULT_MODEL, args.weights, args.allow_download, device=args.device
@@ -211,6 +214,51 @@ def pretrained_embedder(
             "models such as --model ssl4eo-resnet50"
         )
     return get_embedder(model, weights=weights, allow_download=allow_download, **options)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse options that would fail late or write a useless database, before any work.
+
+    Raises:
+        SourceError: ``--res`` outside 0..15 or ``--min-valid`` outside [0, 1).
+    """
+    from embedder.errors import SourceError
+
+    if args.res is not None and not 0 <= args.res <= 15:
+        raise SourceError(f"--res {args.res} is not an H3 resolution; use 0..15 (or leave it out)")
+    if not 0.0 <= args.min_valid < 1.0:
+        raise SourceError(
+            f"--min-valid {args.min_valid:g} is a share of valid pixels; give a number in [0, 1) "
+            "(0.5 drops chips that are half nodata or more)"
+        )
+
+
+def check_duplicates(sources: list[str], sensors: list[str | None], bands: list[list[str] | None]) -> None:
+    """Refuse a file that two ``--source`` options give with the same sensor and bands.
+
+    (Its chips would be two rows of one cell and time.) The same file read with other
+    options (another preset or band selection) is allowed.
+
+    Raises:
+        SourceError: naming the file and both ``--source`` values.
+    """
+    import os
+
+    from embedder.errors import SourceError
+    from embedder.sources import is_url, parse_source, resolve_sources
+
+    seen: dict[tuple[str, str], str] = {}
+    for src, sensor, band in zip(sources, sensors, bands, strict=True):
+        path, opts = parse_source(src)
+        how = repr((opts.get("sensor", sensor), opts.get("bands", ",".join(band) if band else None)))
+        for f in resolve_sources([path]):
+            key = (f if is_url(f) else os.path.realpath(f), how)
+            if key in seen:
+                raise SourceError(
+                    f"{f} is given twice (by --source {seen[key]} and --source {src}); give each file "
+                    "once: drop or narrow one of the --source options"
+                )
+            seen[key] = src
 
 
 def parse_bbox(text: str) -> tuple[float, float, float, float]:

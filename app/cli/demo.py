@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=str(DATA), help="folder of the shipped sample data (default data)")
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
     p.add_argument("--port", type=int, default=8501, help="explorer port")
+    p.add_argument("--host", default="127.0.0.1", help="explorer address (default 127.0.0.1: this machine)")
     p.add_argument("--no-serve", action="store_true", help="stop after printing (same as DEMO_SERVE=0)")
     p.add_argument(
         "--global-res",
@@ -192,5 +193,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from app.cli import explore
 
-    ns = argparse.Namespace(db=str(root), port=args.port, address="localhost", browser=False)
+    ns = argparse.Namespace(db=str(root), port=args.port, host=args.host, browser=False,
+                            max_upload_mb=explore.MAX_UPLOAD_MB)
     return explore.run(ns)

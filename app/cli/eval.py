@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     wanted = {m.strip() for m in args.models.split(",") if m.strip()}
+    if "earthvec-mm" in wanted:  # a bad checkpoint fails now, not after the data is loaded
+        from embedder.model.checkpoint import load_checkpoint
+
+        load_checkpoint(args.checkpoint)
     models: dict[str, Callable[[], Embedder]] = {}
     for name in ("earthvec-tex", "tex-signature", "tex-texture", "tex-unfitted"):
         if name in wanted:

@@ -85,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
         ("labels", ", ".join(info["labels"]) or "-"),
         ("predictions", ", ".join(p + " (stale)" * (p in old_maps) for p in info["predictions"]) or "-"),
     ]
+    if info["unlisted"]:
+        n = len(info["unlisted"])
+        lines.append(
+            ("not published", f"{n} file(s) under embeddings/ that no generation lists (ignored by every "
+             f"reader): {', '.join(info['unlisted'][:3])}{' ...' if n > 3 else ''}")
+        )  # fmt: skip
     for key, val in lines:
         print(f"{key:20s} {val}")
     return 0

@@ -60,6 +60,12 @@ def _generation(args: argparse.Namespace) -> int | None:
 
 
 NUMERIC_LIST_OPTIONS = ("--bbox", "--vector", "--positive", "--negative")
+QUIET_LOGGERS = ("rasterio", "fiona", "pyogrio", "urllib3")
+
+
+def one_line(text: str) -> str:
+    """An error message on one line (library messages may hold line breaks)."""
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
 
 
 def _glue_negative_values(argv: list[str]) -> list[str]:
@@ -82,6 +88,23 @@ def _glue_negative_values(argv: list[str]) -> list[str]:
     return out
 
 
+def check_db_path(args: argparse.Namespace) -> None:
+    """Refuse a database path that is a file (every command's ``db`` is a folder).
+
+    Raises:
+        InputNotFoundError: naming the file.
+    """
+    from pathlib import Path
+
+    from embedder.errors import InputNotFoundError
+
+    db = getattr(args, "db", None)
+    if isinstance(db, str) and Path(db).is_file():
+        raise InputNotFoundError(
+            f"{db} is a file, not a database folder; give the folder that earthvec build writes"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``earthvec`` command; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -99,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    if not verbose:  # GDAL's own error chatter: the earthvec error names the file and the fix
+        for lib in QUIET_LOGGERS:
+            logging.getLogger(lib).setLevel(logging.WARNING)
     modname = f"app.cli.{MODULES.get(name, name)}"
     try:
         module = importlib.import_module(modname)
@@ -115,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for attempt in (0, 1):
         seen = _generation(args)
         try:
+            check_db_path(args)
             return int(module.run(args) or 0)
         except KeyboardInterrupt:
             msg = "interrupted; the database is as before, finished shards are kept: run again to resume"
@@ -125,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 logging.getLogger("earthvec").info("a new generation was published while reading; again")
                 continue  # a file of the generation read vanished after two newer ones: read again
             if isinstance(exc, EarthvecError):
-                print(f"earthvec {name}: error: {exc}", file=sys.stderr)
+                print(f"earthvec {name}: error: {one_line(str(exc))}", file=sys.stderr)
                 return 1
             raise
     return 1

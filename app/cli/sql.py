@@ -1,4 +1,10 @@
-"""``earthvec sql DB "SELECT ..."``: DuckDB SQL over embeddings, labels and predictions."""
+"""``earthvec sql DB "SELECT ..."``: DuckDB SQL over embeddings, labels and predictions.
+
+Read-only by default (safe for SQL you did not write): the statement runs in a sandboxed
+worker process (:mod:`index.sql_worker`) that sees only the database's views, with a row,
+time and memory limit. ``--allow-files`` runs full DuckDB in this process instead (read
+your own CSV files, ``COPY ... TO`` an export) under the time limit only.
+"""
 
 from __future__ import annotations
 
@@ -17,11 +23,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     p.add_argument("--limit", type=int, default=10_000, help="print at most this many rows (default 10000)")
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--read-only",
-        action="store_true",
-        help="forbid reading or writing any file outside the database",
+        dest="allow_files",
+        action="store_false",
+        help="(the default) one SELECT over the database's views in a sandboxed process: no other "
+        "file, network, extension or setting; memory and time limited",
     )
+    mode.add_argument(
+        "--allow-files",
+        dest="allow_files",
+        action="store_true",
+        help="trusted SQL: full DuckDB in this process (read other files, COPY ... TO, CREATE); "
+        "only for SQL you wrote",
+    )
+    p.set_defaults(allow_files=False)
+    p.add_argument("--timeout", type=float, default=300.0, help="stop the query after this many seconds "
+                   "(default 300; 0: no limit)")
+    p.add_argument("--memory-limit", default="4GB", help="memory of a read-only query (default 4GB)")
+    p.add_argument("--threads", type=int, default=None, help="DuckDB threads of a read-only query "
+                   "(default: all CPUs)")
 
 
 def unique_names(names: list[str]) -> list[str]:
@@ -41,12 +63,26 @@ def run(args: argparse.Namespace) -> int:
 
     from app.cli.similar import print_frame
     from embedder.errors import QueryError
-    from index.sql import connect, run_query
+    from index.sql_guard import Limits
 
     if args.limit < 1:
         raise QueryError(f"--limit {args.limit}: give a positive number of rows")
-    con = connect(args.db, read_only=args.read_only)
-    table, cut = run_query(con, args.query, limit=args.limit)
+    if args.timeout < 0:
+        raise QueryError(f"--timeout {args.timeout:g}: give seconds (0: no limit)")
+    import os
+
+    threads = args.threads if args.threads is not None else max(1, os.cpu_count() or 1)
+    limits = Limits(args.memory_limit, threads, args.timeout or None, args.limit)
+    if args.allow_files:
+        from index.sql import connect
+        from index.sql_guard import run_limited
+
+        table, cut = run_limited(connect(args.db), args.query, limits, check=False)
+    else:
+        from index.sql_worker import SqlWorker
+
+        with SqlWorker(args.db, limits) as worker:
+            table, cut = worker.query(args.query)
     df = table.to_pandas()
     df.columns = unique_names([str(c) for c in df.columns])  # SQL may repeat a name
     for col in df.columns:  # fixed-size arrays (embeddings) print shortly

@@ -1,21 +1,40 @@
-"""The explorer's SQL console: one read-only statement with a row limit and a time limit."""
+"""The explorer's SQL console: one read-only statement with row, time and memory limits.
+
+The explorer runs console queries in a :class:`index.sql_worker.SqlWorker` (a child process
+with DuckDB's sandbox and operating-system limits): a query that needs too much memory, or
+crashes DuckDB, ends that child, never the explorer. A plain read-only connection
+(:func:`index.sql.connect` with ``read_only=True``) works too, in this process.
+"""
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from embedder.errors import QueryError
-from index.sql import run_query
+from index.sql_guard import Limits, run_limited
+from index.sql_worker import SqlWorker
 
 SQL_TIME_LIMIT_S = 10.0
 """Default wall-clock limit of one console query."""
 
+CONSOLE_LIMITS = Limits(memory="1GB", threads=2, timeout_s=SQL_TIME_LIMIT_S, rows=10_000)
+"""Memory, threads, time and rows of one console query."""
+
+
+def open_console(db: str | Path, limits: Limits = CONSOLE_LIMITS) -> SqlWorker:
+    """A sandboxed SQL worker process on ``db`` for the console.
+
+    Raises:
+        InputNotFoundError: ``db`` holds no embeddings (and the other errors of
+            :func:`index.sql.connect`).
+    """
+    return SqlWorker(db, limits)
+
 
 def run_console_query(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | SqlWorker,
     sql: str,
     *,
     limit: int = 10_000,
@@ -23,48 +42,17 @@ def run_console_query(
 ) -> tuple[pa.Table, bool]:
     """Run one read-only console statement with a row limit and a time limit.
 
-    Only a single ``SELECT`` (``WITH`` ... ``SELECT``) or ``EXPLAIN`` statement is accepted.
-    The connection should come from :func:`index.sql.connect` with ``read_only=True`` (no
-    file or network access). A query still running after ``timeout_s`` is interrupted.
+    Only a single ``SELECT`` (``WITH`` ... ``SELECT``, ``DESCRIBE``, ``SUMMARIZE``) or an
+    ``EXPLAIN`` of one is accepted (:func:`index.sql_guard.check_statement`). A connection
+    should come from :func:`index.sql.connect` with ``read_only=True``.
 
     Returns:
         The result (at most ``limit`` rows) and whether rows were cut off.
 
     Raises:
-        QueryError: a rejected statement, a DuckDB error, or the time limit.
+        QueryError: a refused statement, a DuckDB error, the time or the memory limit.
     """
-    try:
-        statements = con.extract_statements(sql)
-    except duckdb.Error as exc:
-        raise QueryError(f"SQL failed: {str(exc).strip()}") from exc
-    allowed = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
-    if len(statements) != 1 or statements[0].type not in allowed:
-        kinds = ", ".join(str(s.type).split(".")[-1] for s in statements) or "nothing"
-        raise QueryError(
-            f"the console runs one SELECT (or EXPLAIN) statement; got {kinds}. "
-            "Use earthvec sql for anything else"
-        )
-    box: dict[str, object] = {}
-
-    def work() -> None:
-        try:
-            box["result"] = run_query(con, sql, limit=limit)
-        except Exception as exc:  # noqa: BLE001 - handed back to the caller's thread
-            box["error"] = exc
-
-    t = threading.Thread(target=work, daemon=True)
-    t.start()
-    t.join(timeout_s)
-    if t.is_alive():
-        con.interrupt()
-        t.join(5.0)
-        raise QueryError(
-            f"the query ran longer than {timeout_s:g} s and was stopped; add a WHERE or "
-            "LIMIT, or run it with earthvec sql"
-        )
-    if "error" in box:
-        err = box["error"]
-        assert isinstance(err, Exception)
-        raise err
-    result: tuple[pa.Table, bool] = box["result"]  # type: ignore[assignment]
-    return result
+    if isinstance(con, SqlWorker):
+        return con.query(sql, rows=limit, timeout_s=timeout_s)
+    limits = Limits(CONSOLE_LIMITS.memory, CONSOLE_LIMITS.threads, timeout_s, limit)
+    return run_limited(con, sql, limits)

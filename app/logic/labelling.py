@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.limits import max_upload_bytes
 from app.logic.predict import Prediction, predict_rows, suggest_next
 from app.logic.rows import Rows
 from embedder.errors import SeedError
@@ -33,8 +34,16 @@ def seeds_from_upload(rows: Rows, name: str, data: bytes) -> tuple[dict[str, str
         ``{hex cell: label}`` for seeds inside the database, and how many fell outside.
 
     Raises:
-        SeedError: for an unreadable file or bad rows (message from :mod:`index.seeds`).
+        SeedError: for a file over the upload limit (:func:`app.limits.max_upload_bytes`), an
+            unreadable file or bad rows (message from :mod:`index.seeds`).
     """
+    cap = max_upload_bytes()
+    if len(data) > cap:
+        raise SeedError(
+            f"{name} is {len(data) / 2**20:.1f} MB; the explorer accepts seed files up to "
+            f"{cap // 2**20} MB: upload fewer seeds, or label from the command line with "
+            "earthvec label DB --seeds FILE"
+        )
     suffix = Path(name).suffix or ".csv"
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"seeds{suffix}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from app import state
+from app.limits import max_upload_bytes
 from app.logic import export, mapview
 from app.logic.labelling import (
     LabelRun,
@@ -24,6 +26,7 @@ CLASS_KEY = "label_class"
 NEW_CLASS_KEY = "label_new_class"
 MODE_KEY = "label_mode"
 RUN_KEY = "label_run"
+_UPLOADER_PARAMS = inspect.signature(st.file_uploader).parameters  # max_upload_size: Streamlit >= 1.5x
 
 
 @st.cache_resource(show_spinner="Labelling every cell ...", max_entries=8)
@@ -62,8 +65,13 @@ def _sidebar(rows: state.Rows) -> int:
     sb.text_input("… or a new class", key=NEW_CLASS_KEY, placeholder="e.g. Forest")
     sb.radio("A click on the map …", ["label: give the class", "erase: remove the label"],
              key=MODE_KEY)
-    up = sb.file_uploader("Seeds (CSV lat,lon,label or h3,label; GeoJSON points)",
-                          type=["csv", "geojson", "json"], key="seed_upload")
+    cap_mb = max_upload_bytes() // 2**20
+    what = f"Seeds (CSV lat,lon,label or h3,label; GeoJSON points; up to {cap_mb} MB)"
+    if "max_upload_size" in _UPLOADER_PARAMS:
+        up = sb.file_uploader(what, type=["csv", "geojson", "json"], key="seed_upload",
+                              max_upload_size=cap_mb)
+    else:
+        up = sb.file_uploader(what, type=["csv", "geojson", "json"], key="seed_upload")
     if up is not None and st.session_state.get("seed_upload_done") != up.file_id:
         try:
             seeds, outside = seeds_from_upload(rows, up.name, up.getvalue())

@@ -9,8 +9,9 @@ import streamlit as st
 from app import state
 from app.logic import mapview
 from app.logic.colour import ramp
-from app.logic.console import SQL_TIME_LIMIT_S, run_console_query
+from app.logic.console import CONSOLE_LIMITS, SQL_TIME_LIMIT_S, open_console, run_console_query
 from embedder.errors import EarthvecError
+from index.sql_worker import SqlWorker
 
 ROW_LIMIT = 10_000
 CON_KEY = "sql_connection"
@@ -61,15 +62,15 @@ def h3_hex(values: pd.Series) -> list[str] | None:
     return out
 
 
-def _connection(db: str) -> object:
+def _connection(db: str) -> SqlWorker:
     from pathlib import Path
-
-    from index.sql import connect
 
     key = (db, state.db_stamp(Path(db)))  # a new generation gets a new connection (its files)
     held = st.session_state.get(CON_KEY)
     if held is None or held[0] != key:
-        held = (key, connect(db, read_only=True))
+        if held is not None:
+            held[1].close()
+        held = (key, open_console(db))
         st.session_state[CON_KEY] = held
     return held[1]
 
@@ -85,8 +86,8 @@ def main() -> None:
     st.caption(
         "DuckDB over the views `embeddings`, `labels`, `predictions`, with `h3_parent`, "
         "`h3_lat`, `h3_lon`, `h3_to_string`, `h3_from_string`, `h3_resolution`. Read-only: "
-        f"one SELECT per run, no file or network access, at most {ROW_LIMIT:,} rows and "
-        f"{SQL_TIME_LIMIT_S:g} s."
+        f"one SELECT per run, no file or network access, at most {ROW_LIMIT:,} rows, "
+        f"{SQL_TIME_LIMIT_S:g} s and {CONSOLE_LIMITS.memory} of memory."
     )
     ex = examples(format(int(rows.h3[rows.latest[0]]), "x"), rows.dim)
     st.session_state["_examples"] = ex
@@ -99,7 +100,7 @@ def main() -> None:
     if st.session_state.get("sql_run"):
         try:
             con = _connection(str(db))
-            table, cut = run_console_query(con, sql, limit=ROW_LIMIT)  # type: ignore[arg-type]
+            table, cut = run_console_query(con, sql, limit=ROW_LIMIT)
             st.session_state["sql_result"] = (table.to_pandas(), cut)
         except EarthvecError as exc:
             st.session_state.pop("sql_result", None)

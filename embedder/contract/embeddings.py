@@ -182,6 +182,27 @@ def make_table(
     return pa.Table.from_pydict(cols, schema=arrow_schema(meta.dim, meta))
 
 
+def read_schema(path: str | Path) -> pa.Schema:
+    """The Parquet schema of one shard.
+
+    Raises:
+        SchemaError: the file is no readable Parquet file (truncated, corrupt, another format).
+    """
+    try:
+        return pq.read_schema(path)
+    except FileNotFoundError as exc:
+        raise SchemaError(
+            f"{path} is listed in the database's manifest but missing (deleted outside earthvec); "
+            "the database is damaged: rebuild it with earthvec build ... --overwrite"
+        ) from exc
+    except (pa.ArrowException, OSError) as exc:
+        msg = " ".join(str(exc).split())
+        raise SchemaError(
+            f"{path} is not a readable Parquet file ({msg}); it is truncated or corrupt: delete it "
+            "and run earthvec build again to rewrite that shard"
+        ) from exc
+
+
 def read_meta(db: str | Path) -> DatasetMeta:
     """Validate every file's schema and return the database's single metadata.
 
@@ -193,7 +214,7 @@ def read_meta(db: str | Path) -> DatasetMeta:
     first: DatasetMeta | None = None
     first_file = files[0]
     for f in files:
-        meta = validate_schema(pq.read_schema(f), str(f))
+        meta = validate_schema(read_schema(f), str(f))
         if first is None:
             first = meta
         elif not first.compatible(meta):
@@ -246,9 +267,20 @@ def open_dataset(db: str | Path) -> tuple[pads.Dataset, DatasetMeta]:
 
 
 def read_table(db: str | Path, columns: list[str] | None = None, filter: Any = None) -> pa.Table:
-    """Read (some columns of) the embeddings, contract-checked."""
+    """Read (some columns of) the embeddings, contract-checked.
+
+    Raises:
+        SchemaError: a shard cannot be read (its footer is intact but its data is damaged).
+    """
     ds, _ = open_dataset(db)
-    return ds.to_table(columns=columns, filter=filter)
+    try:
+        return ds.to_table(columns=columns, filter=filter)
+    except (pa.ArrowInvalid, OSError) as exc:
+        msg = " ".join(str(exc).split())
+        raise SchemaError(
+            f"cannot read the embeddings of {db} ({msg}); a shard is damaged: delete it and run "
+            "earthvec build again to rewrite it"
+        ) from exc
 
 
 def embeddings_matrix(table: pa.Table) -> np.ndarray:

@@ -147,10 +147,20 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise ModelMismatchError(f"{p} is not a readable earthvec-mm checkpoint: {exc}") from exc
+        msg = " ".join(str(exc).split())[:300]
+        raise ModelMismatchError(
+            f"{p} is not a readable earthvec-mm checkpoint ({msg}); it is truncated or another "
+            "format: copy it again or retrain it with `earthvec train`"
+        ) from exc
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ModelMismatchError(f"{p} is not an {FORMAT} checkpoint; retrain with `earthvec train`")
-    cfg = model_config_from(raw["model_config"])
+    try:
+        cfg = model_config_from(raw["model_config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelMismatchError(
+            f"{p} has no usable model configuration ({exc}); retrain it with `earthvec train`"
+        ) from exc
+    _check_architecture(p, cfg, raw.get("state_dict") or {})
     version = weights_hash(to_dict(cfg), raw["normalisation"], raw["state_dict"])
     if version != raw["version"]:
         raise ModelMismatchError(
@@ -158,6 +168,24 @@ def load_checkpoint(path: str | Path | None = None) -> Checkpoint:
             "the file is corrupted or was edited, retrain it with `earthvec train`"
         )
     return Checkpoint(cfg, raw["normalisation"], raw["state_dict"], version, raw["train_config"], raw["info"])
+
+
+def _check_architecture(path: Path, cfg: ModelConfig, state: dict[str, Any]) -> None:
+    """Refuse weights whose names or shapes differ from the network ``cfg`` describes."""
+    want = {k: tuple(v.shape) for k, v in MultimodalNet(cfg).state_dict().items()}
+    got = {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    if want == got:
+        return
+    diff = sorted(k for k in want.keys() & got.keys() if want[k] != got[k])
+    if diff:
+        what = f"{diff[0]} has shape {got[diff[0]]} but the configuration needs {want[diff[0]]}"
+    else:
+        extra, missing = sorted(got.keys() - want.keys()), sorted(want.keys() - got.keys())
+        what = f"weights {extra[:2]} are unknown" if extra else f"weights {missing[:2]} are missing"
+    raise ModelMismatchError(
+        f"{path} holds weights of another architecture than its configuration ({what}); "
+        "it is not an earthvec-mm checkpoint of this version: retrain it with `earthvec train`"
+    )
 
 
 def random_checkpoint(seed: int = 0, cfg: ModelConfig | None = None) -> Checkpoint:

@@ -97,22 +97,16 @@ class DbLock:
                 self._key = key
                 return self
         path = lock_path(self.db)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        while True:
+            fd = self._lock_fd(path)
+            try:  # the lock file may have been removed (a failed first write) while we waited
+                if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+            make_dirs(self.db)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = read_holder(self.db)
-                who = holder.describe() if holder else "another process"
-                if holder and holder.host == socket.gethostname() and not _pid_alive(holder.pid):
-                    who += " [that pid is gone: a process it forked still holds the lock]"
-                if not self.wait:
-                    raise DatabaseLockedError(
-                        f"{self.db} is being written by {who}; wait for it to finish, or run again "
-                        "without --no-wait to wait for it"
-                    ) from None
-                print(f"earthvec: waiting for the writer of {self.db}: {who}", file=self.out or sys.stderr)
-                fcntl.flock(fd, fcntl.LOCK_EX)
             self.previous = LockHolder.parse(os.pread(fd, 4096, 0))
             if self.previous is not None:
                 log.warning(
@@ -131,6 +125,29 @@ class DbLock:
             _HELD[key] = [fd, 1]
         self._key = key
         return self
+
+    def _lock_fd(self, path: Path) -> int:
+        """Open ``path`` and take the exclusive ``flock`` (waiting or not, see the class docstring)."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = read_holder(self.db)
+                who = holder.describe() if holder else "another process"
+                if holder and holder.host == socket.gethostname() and not _pid_alive(holder.pid):
+                    who += " [that pid is gone: a process it forked still holds the lock]"
+                if not self.wait:
+                    raise DatabaseLockedError(
+                        f"{self.db} is being written by {who}; wait for it to finish, or run again "
+                        "without --no-wait to wait for it"
+                    ) from None
+                print(f"earthvec: waiting for the writer of {self.db}: {who}", file=self.out or sys.stderr)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def release(self) -> None:
         """Let go (the outermost release empties the holder record and unlocks)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Sequence
@@ -74,8 +75,10 @@ class Transaction:
         self._old_journals: list[Path] = []
         self._journal: Journal | None = None
         self._mutex = threading.Lock()
+        self._created = False
 
     def __enter__(self) -> Transaction:
+        self._created = not self.db.exists()
         self.lock.acquire()
         try:
             self.base = contract.read_manifest(self.db) or self._adopt()
@@ -103,10 +106,15 @@ class Transaction:
             log.warning("not adopting %s (%s): it is replaced as a whole", self.db, exc)
             return None
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self._journal is not None:
             self._journal.close()
-        self.lock.release()
+        try:
+            if exc_type is not None and self._created and self._journal is None and self.published is None:
+                # a failed first write that finished no shard: leave no folder behind
+                shutil.rmtree(self.db, ignore_errors=True)
+        finally:
+            self.lock.release()
 
     @property
     def generation(self) -> int:
