@@ -15,10 +15,10 @@ import numpy as np
 
 from embedder import contract, h3grid
 from embedder.errors import QueryError
+from embedder.h3grid import EARTH_RADIUS_KM
 from index.store import VectorIndex
 
 NEG_WEIGHT = 0.5
-EARTH_RADIUS_KM = 6371.0088
 
 Example = str | int | tuple[float, float]
 """A query example: an H3 cell (hex or int) or a ``(lat, lon)`` point."""
