@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder import datapath
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
 from embedder.model import data as sources
@@ -154,7 +155,7 @@ def unlabelled_batches(root: str | Path | None = None, n: int = 512, seed: int =
     """
     from embedder.globe.layers import training_chip_batch
 
-    root = sources.data_root(root)
+    root = datapath.data_dir(root)
     rng = np.random.default_rng(seed)
     out = [sources.load_eurosat(root).batch]
     out.append(sources.random_crops(sources.load_bigearthnet(root), n, rng))
@@ -279,7 +280,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the protocol for every named embedder factory and return a JSON-able report."""
     cfg = cfg or EvalConfig()
-    root = sources.data_root(data_dir)
+    root = datapath.data_dir(data_dir)
     chips = sources.load_eurosat(root)
     folds = probes.spatial_folds(chips.lat, chips.lon, cfg.folds, cfg.seed)
     try:

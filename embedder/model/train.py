@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedder import datapath
 from embedder.batch import ChipBatch
 from embedder.errors import EarthvecError
 from embedder.model import data as sources
@@ -100,7 +101,7 @@ def load_training_data(
     device: torch.device,
 ) -> TrainingData:
     """Read every enabled source from the data folder."""
-    base = sources.data_root(root)
+    base = datapath.data_dir(root)
     es = sources.load_eurosat(base)
     info: dict[str, Any] = {"eurosat_ms": len(es.labels)}
     pairs = sources.load_bigearthnet(base) if cfg.batch_pairs else None
@@ -300,7 +301,7 @@ def train(
     Args:
         train_cfg: schedule, sources and objectives (defaults: :class:`TrainConfig`).
         model_cfg: network shape (defaults: :class:`ModelConfig`).
-        data_dir: the data folder (default ``<repo>/data``).
+        data_dir: the data folder (default :func:`embedder.datapath.data_dir`).
         device: ``"cpu"`` or ``"cuda"`` (default: CUDA when available; bf16 autocast there).
         log_every: log losses every this many steps.
     """

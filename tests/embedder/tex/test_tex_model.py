@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embedder import datapath
 from embedder.batch import ChipBatch
 from embedder.model import data as sources
 from embedder.model import probes
@@ -56,7 +57,7 @@ def test_any_band_subset_and_missing_modalities(tex, chips) -> None:
 def test_sentinel1_only_chip_finds_its_sentinel2_twin(tex) -> None:
     from embedder.model.evaluate import ben_crops
 
-    s2, s1, pid = ben_crops(sources.data_root())
+    s2, s1, pid = ben_crops(datapath.data_dir())
     a, b = tex.embed(s1), tex.embed(s2)
     top1 = float((pid[np.argmax(a @ b.T, axis=1)] == pid).mean())
     assert top1 >= 0.667, top1  # earthvec-mm's figure before this model
