@@ -229,12 +229,7 @@ def holdout_probes(
     rng = np.random.default_rng(cfg.seed)
     accs = []
     for _ in range(HOLDOUT_DRAWS):
-        pick = np.concatenate(
-            [
-                rng.choice(np.flatnonzero(tr & (y == c)), min(5, int((tr & (y == c)).sum())), replace=False)
-                for c in np.unique(y[tr])
-            ]
-        )
+        pick = probes.draw_shots(np.flatnonzero(tr), y, 5, rng)
         accs.append(float((probes.knn_predict(x[pick], y[pick], x[te], 5) == y[te]).mean()))
     out["few5"] = float(np.mean(accs))
     half, star = [], []

@@ -167,17 +167,26 @@ def few_shot(
         correct = 0
         for f in np.unique(folds):
             te = folds == f
-            pool = np.flatnonzero(~te)
-            pick: list[int] = []
-            for c in np.unique(y[pool]):
-                cand = pool[y[pool] == c]
-                pick.extend(rng.choice(cand, size=min(shots, len(cand)), replace=False))
-            sel = np.array(pick)
+            sel = draw_shots(np.flatnonzero(~te), y, shots, rng)
             k = min(5, shots) if method == "knn" else 0
             pred = _fit_predict(x[sel], y[sel], qx[te], method, k)
             correct += int((pred == y[te]).sum())
         accs.append(correct / len(y))
     return float(np.mean(accs)), float(np.std(accs))
+
+
+def draw_shots(pool: np.ndarray, y: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
+    """``shots`` rows of each class drawn from ``pool`` without replacement (all of a smaller class).
+
+    Classes in sorted order, one ``rng.choice`` each: the draw the few-shot numbers of
+    ``earthvec eval`` are made of.
+    """
+    labels = y[pool]
+    picks = []
+    for c in np.unique(labels):
+        cand = pool[labels == c]
+        picks.append(rng.choice(cand, size=min(shots, len(cand)), replace=False))
+    return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
 
 
 def _fit_predict(tx: np.ndarray, ty: np.ndarray, qx: np.ndarray, method: str, k: int) -> np.ndarray:

@@ -18,9 +18,11 @@ configuration and every array.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -104,14 +106,24 @@ def shipped_model_bytes() -> bytes:
     return res.read_bytes()
 
 
+@lru_cache(maxsize=1)
+def _shipped_model() -> TexModel:
+    """The shipped model, read once; its arrays are read-only, so every copy may share them."""
+    model = TexModel.from_bytes(shipped_model_bytes())
+    for a in model.arrays.values():
+        a.setflags(write=False)
+    return model
+
+
 def load_model(path: str | Path | None = None) -> TexModel:
-    """A fitted model from ``path``, or the shipped one.
+    """A fitted model from ``path``, or the shipped one (read once, its arrays shared read-only).
 
     Raises:
         InputNotFoundError: when ``path`` does not exist.
     """
     if path is None:
-        return TexModel.from_bytes(shipped_model_bytes())
+        shipped = _shipped_model()
+        return TexModel(copy.deepcopy(shipped.config), dict(shipped.arrays))
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"earthvec-tex model {str(p)!r} not found; fit one with `earthvec train`")
