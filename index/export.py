@@ -95,15 +95,34 @@ def edge_points(res: int, step: float, lat: np.ndarray | float = 0.0) -> np.ndar
     return np.clip(np.ceil(edge_deg * stretch / step), 1, MAX_EDGE_POINTS).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class PixelGrid:
+    """A north-up EPSG:4326 pixel grid: ``bounds`` (west, south, east, north), multiples of ``step``."""
+
+    bounds: tuple[float, float, float, float]
+    step: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        w, s, e, n = self.bounds
+        return round((n - s) / self.step), round((e - w) / self.step)
+
+    @property
+    def transform(self) -> Affine:
+        """Pixel -> lon/lat: ``step``-degree pixels from the top-left corner (west, north)."""
+        return Affine(self.step, 0.0, self.bounds[0], 0.0, -self.step, self.bounds[3])
+
+    def centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Latitudes of the pixel rows' centres (north first) and longitudes of the columns'."""
+        (height, width), (w, _, _, n) = self.shape, self.bounds
+        return n - (np.arange(height) + 0.5) * self.step, w + (np.arange(width) + 0.5) * self.step
+
+
 def rasterise(
-    cells: np.ndarray,
-    codes: np.ndarray,
-    res: int,
-    bounds: tuple[float, float, float, float],
-    step: float,
-    lat: np.ndarray | None = None,
+    cells: np.ndarray, codes: np.ndarray, res: int, grid: PixelGrid, lat: np.ndarray | None = None
 ) -> np.ndarray:
-    """Class code of the cell under every pixel centre of a north-up grid, ``NODATA`` elsewhere.
+    """Class code of the cell under every pixel centre of ``grid``, ``NODATA`` elsewhere.
 
     Two exact ways, the cheaper one is taken: when cells span several pixels their outlines
     are burnt with ``rasterio.features`` (:func:`burn_cells`); when pixels are about as
@@ -114,27 +133,20 @@ def rasterise(
         cells: (N,) uint64 H3 cells, all at resolution ``res``.
         codes: (N,) class codes (> 0).
         res: H3 resolution of the cells.
-        bounds: (west, south, east, north) in degrees, multiples of ``step``.
-        step: pixel size in degrees.
+        grid: the pixel grid.
         lat: (N,) cell centre latitudes, when known (saves looking them up).
 
     Returns:
         (height, width) int32 array.
     """
-    w, s, e, n = bounds
-    width, height = round((e - w) / step), round((n - s) / step)
+    height, width = grid.shape
     if width * height < BURN_PIXELS_PER_CELL * len(cells):
-        return sample_cells(cells, codes, res, bounds, step)
-    return burn_cells(cells, codes, res, bounds, step, lat)
+        return sample_cells(cells, codes, res, grid)
+    return burn_cells(cells, codes, res, grid, lat)
 
 
 def burn_cells(
-    cells: np.ndarray,
-    codes: np.ndarray,
-    res: int,
-    bounds: tuple[float, float, float, float],
-    step: float,
-    lat: np.ndarray | None = None,
+    cells: np.ndarray, codes: np.ndarray, res: int, grid: PixelGrid, lat: np.ndarray | None = None
 ) -> np.ndarray:
     """:func:`rasterise` by burning the cells' outlines with ``rasterio.features.rasterize``.
 
@@ -142,34 +154,27 @@ def burn_cells(
     (:func:`edge_points`) and handle the antimeridian and the poles; a pixel is set when its
     centre lies inside an outline.
     """
-    w, s, e, n = bounds
-    width, height = round((e - w) / step), round((n - s) / step)
     lat = cell_centres(cells)[0] if lat is None else np.asarray(lat, dtype=np.float64)
-    rings, owner = plate_carree_rings(cells, edge_points(res, step, lat))
+    rings, owner = plate_carree_rings(cells, edge_points(res, grid.step, lat))
     with _gc_paused():  # millions of small lists: the cyclic GC would rescan them over and over
         shapes = [{"type": "Polygon", "coordinates": [r.tolist()]} for r in rings]
         return features.rasterize(
             zip(shapes, np.asarray(codes)[owner].tolist(), strict=True),
-            out_shape=(height, width),
-            transform=_transform(bounds, step),
+            out_shape=grid.shape,
+            transform=grid.transform,
             fill=NODATA,
             dtype="int32",
         )
 
 
-def sample_cells(
-    cells: np.ndarray, codes: np.ndarray, res: int, bounds: tuple[float, float, float, float], step: float
-) -> np.ndarray:
+def sample_cells(cells: np.ndarray, codes: np.ndarray, res: int, grid: PixelGrid) -> np.ndarray:
     """:func:`rasterise` by looking up the H3 cell of every pixel centre (``latlng_to_cell``)."""
-    w, s, e, n = bounds
-    width, height = round((e - w) / step), round((n - s) / step)
     order = np.argsort(cells)
     cells, codes = np.asarray(cells)[order], np.asarray(codes)[order]
-    lons = w + (np.arange(width) + 0.5) * step
-    lats = n - (np.arange(height) + 0.5) * step
-    out = np.full((height, width), NODATA, dtype=np.int32)
+    lats, lons = grid.centres()
+    out = np.full(grid.shape, NODATA, dtype=np.int32)
     for r, la in enumerate(lats.tolist()):
-        row = latlon_to_cells(np.full(width, la), lons, res)
+        row = latlon_to_cells(np.full(len(lons), la), lons, res)
         pos = np.minimum(np.searchsorted(cells, row), len(cells) - 1)
         hit = cells[pos] == row
         out[r, hit] = codes[pos[hit]]
@@ -186,11 +191,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-def _transform(bounds: tuple[float, float, float, float], step: float) -> Affine:
-    """North-up pixel grid of ``step`` degrees whose top-left corner is (west, north)."""
-    return Affine(step, 0.0, bounds[0], 0.0, -step, bounds[3])
 
 
 def prediction_geotiff(
@@ -237,11 +237,12 @@ def prediction_geotiff(
     box = _snap(bounds or _extent(cells, lat, lon, res), resolution_deg)
     if not (box[0] < box[2] and box[1] < box[3]):
         raise RasterError(f"bounds {bounds}: need west < east and south < north within -180..180, -90..90")
-    grid = rasterise(cells, codes, res, box, resolution_deg, lat)
+    pixels = PixelGrid(box, resolution_deg)
+    grid = rasterise(cells, codes, res, pixels, lat)
     dtype = "uint8" if len(classes) < 255 else "uint16"
     profile = {
         "driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": dtype,
-        "crs": "EPSG:4326", "transform": _transform(box, resolution_deg),
+        "crs": "EPSG:4326", "transform": pixels.transform,
         "nodata": NODATA, "compress": "deflate",
     }  # fmt: skip
     if dtype == "uint8":

@@ -11,14 +11,15 @@ if TYPE_CHECKING:
 
 HELP = "Build the demo databases from data/ and print example results."
 
-DATA = Path("data")
 DEMO_RES = 8
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``earthvec demo``."""
     p.add_argument("--db", default="demo_db", help="folder for the demo databases (default demo_db)")
-    p.add_argument("--data", default=str(DATA), help="folder of the shipped sample data (default data)")
+    p.add_argument(
+        "--data", default=None, help="folder of the shipped sample data (default $EARTHVEC_DATA or data/)"
+    )
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
     p.add_argument("--port", type=int, default=8501, help="explorer port")
     p.add_argument("--no-serve", action="store_true", help="stop after printing (same as DEMO_SERVE=0)")
@@ -168,11 +169,16 @@ def run(args: argparse.Namespace) -> int:
     """Build, print the two example results, then serve unless told not to."""
     import os
 
+    from embedder.datapath import DATA_ENV, data_dir
+    from embedder.errors import InputNotFoundError
     from embedder.registry import DEFAULT_MODEL
 
-    root, data = Path(args.db), Path(args.data)
+    root, data = Path(args.db), data_dir(args.data)
     if not (data / "eurosat_ms").is_dir():
-        raise SystemExit(f"earthvec demo: no sample data under {data}/; run it from the repository root")
+        raise InputNotFoundError(
+            f"no EuroSAT sample data under {data}/eurosat_ms; pass --data DIR or set {DATA_ENV}=DIR "
+            "(the checkout's data/ folder)"
+        )
     db = build_demo(root, data, args.model or DEFAULT_MODEL)
     show_similar(db, data)
     show_label(db, data)

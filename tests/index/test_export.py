@@ -99,18 +99,18 @@ def test_burnt_outlines_match_h3_lookup(where: str, lat: float, lon: float) -> N
     (cells split onto both edges of the map); the two may only disagree on pixel centres
     lying within metres of a cell edge.
     """
-    from index.export import burn_cells, rasterise, sample_cells
+    from index.export import PixelGrid, burn_cells, rasterise, sample_cells
 
     cells = _ring_cells(lat, lon, 3, 4)
     codes = (np.arange(len(cells)) % 7 + 1).astype(np.int32)
-    step = 0.1
     box = (-180.0, -90.0, 180.0, -80.0) if where == "south pole" else (-180.0, 55.0, 180.0, 75.0)
-    burnt = burn_cells(cells, codes, 3, box, step)
-    looked_up = sample_cells(cells, codes, 3, box, step)
+    grid = PixelGrid(box, 0.1)
+    burnt = burn_cells(cells, codes, 3, grid)
+    looked_up = sample_cells(cells, codes, 3, grid)
     labelled = int((looked_up != NODATA).sum())
     assert labelled > 10_000
     assert int((burnt != looked_up).sum()) <= labelled * 1e-4
-    np.testing.assert_array_equal(rasterise(cells, codes, 3, box, step), burnt)  # fine pixels: burnt
+    np.testing.assert_array_equal(rasterise(cells, codes, 3, grid), burnt)  # fine pixels: burnt
     if where == "south pole":
         cap = burnt[-2:]  # south of -89.8: inside the polar cell's cap, at every longitude
         assert (cap == looked_up[-2:]).all() and (cap == cap[0, 0]).all() and cap[0, 0] != NODATA
