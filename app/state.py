@@ -20,7 +20,7 @@ from app.logic import basemap
 from app.logic.colour import pca_rgb
 from app.logic.rows import Rows, load_rows
 from embedder import contract
-from embedder.errors import EarthvecError
+from embedder.errors import EarthvecError, InputNotFoundError
 from index.store import VectorIndex, open_index
 
 DB_ENV = "EARTHVEC_DB"
@@ -78,7 +78,10 @@ def db_path() -> Path | None:
 
 def db_stamp(db: Path) -> str:
     """Names, sizes and modification times of the embeddings files (cache key)."""
-    files = sorted((db / "embeddings").glob("*/*.parquet"))
+    try:
+        files = contract.embedding_files(db)
+    except InputNotFoundError:
+        files = []
     return ";".join(f"{f.parent.name}/{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from embedder import contract
-from embedder.contract import PYRAMID_DIR, Sidecar, index_dir
+from embedder.contract import Sidecar, index_dir, pyramid_levels, table_files
 from index.store import index_state
 
 
@@ -60,7 +60,7 @@ def db_info(db: str | Path) -> dict[str, Any]:
             "model": sc.model if sc else None,
             "built_at": sc.built_at if sc else None,
         },
-        "pyramid": sorted(int(p.stem.split("=", 1)[1]) for p in (db / PYRAMID_DIR).glob("res=*.parquet")),
+        "pyramid": pyramid_levels(db),
         "labels": _names(db / contract.LABELS_DIR),
         "predictions": _names(db / contract.PREDICTIONS_DIR),
     }
@@ -76,4 +76,4 @@ def _counts(col: Any) -> dict[str, int]:
 
 
 def _names(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    return [p.name for p in table_files(folder)]

@@ -295,7 +295,7 @@ def label_db(
                 contract.copy_atomic(out_path, copy)
             result.copy = copy
             contract.write_table_atomic(
-                s.table(), src.db / contract.LABELS_DIR / f"{Path(seeds).stem}.parquet"
+                s.table(), contract.label_path(src.db, Path(seeds).stem)
             )
     finally:
         if writer is not None:

@@ -71,9 +71,10 @@ def show_similar(db: Path, data: Path) -> None:
 
 def show_label(db: Path, data: Path) -> None:
     """Label every cell from the EuroSAT seed labels and print the summary."""
+    from embedder import contract
     from index.label import label_db
 
-    out = db / "predictions" / "eurosat_knn.parquet"
+    out = contract.prediction_path(db, "eurosat_knn")
     r = label_db(db, data / "eurosat_ms" / "seeds.csv", k=5, out=out)
     acc = "n/a" if r.cv.accuracy is None else f"{r.cv.accuracy:.3f}"
     print(
@@ -143,6 +144,7 @@ def show_global_label(db: Path, n_seeds: int) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
+    from embedder import contract
     from embedder.globe.labels import labels_path
     from index.label import label_db
 
@@ -153,7 +155,7 @@ def show_global_label(db: Path, n_seeds: int) -> None:
     seeds.assign(h3=[f"{int(c):x}" for c in seeds["h3"]])[["h3", "label_name"]].rename(
         columns={"label_name": "label"}
     ).to_csv(seeds_csv, index=False)
-    out = db / "predictions" / "landcover_knn.parquet"
+    out = contract.prediction_path(db, "landcover_knn")
     r = label_db(db, seeds_csv, k=5, out=out)
     pred = pq.read_table(out, columns=["h3", "label"]).to_pandas()
     truth = labels.set_index("h3")["label_name"]

@@ -44,7 +44,10 @@ from embedder.contract.layout import (
     BUILD_STATE,
     EMBEDDINGS_DIR,
     INDEX_DIR,
+    KOPPEN_LABELS,
     LABELS_DIR,
+    LEVEL_PREFIX,
+    MODIS_LABELS,
     PREDICTIONS_DIR,
     PYRAMID_DIR,
     SIDECAR_NAME,
@@ -52,10 +55,14 @@ from embedder.contract.layout import (
     embeddings_dir,
     find_databases,
     index_dir,
+    label_path,
     labels_dir,
     level_path,
+    prediction_path,
     predictions_dir,
+    pyramid_levels,
     shard_path,
+    table_files,
 )
 from embedder.contract.manifest import BuildReport
 from embedder.contract.sidecar import Sidecar, file_signature, file_signatures, fingerprint
@@ -70,4 +77,6 @@ __all__ = [
     "label_layer_schema", "labels_dir", "level_path", "make_table", "open_dataset", "predictions_dir",
     "prediction_schema", "pyramid_schema", "read_meta", "read_table", "seeds_schema", "shard_path",
     "temp_path", "to_geoparquet", "utcnow", "validate_schema", "with_bbox_field", "write_table_atomic",
+    "KOPPEN_LABELS", "LEVEL_PREFIX", "MODIS_LABELS", "label_path", "prediction_path", "pyramid_levels",
+    "table_files",
 ]  # fmt: skip

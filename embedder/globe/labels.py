@@ -31,9 +31,7 @@ from embedder.globe.grid import MIN_COS_LAT, NEAREST
 from embedder.globe.layers import GlobalLayers, layer_table
 
 LABEL_LAYER = "landcover"
-LABELS_FILE = "modis_igbp.parquet"
 KOPPEN_LAYER = "climate"
-KOPPEN_FILE = "koppen.parquet"
 LABEL = contract.LABEL
 LABEL_NAME = contract.LABEL_NAME
 NO_LABEL = -1
@@ -151,9 +149,9 @@ def labels_table(cells: np.ndarray, codes: np.ndarray, names: dict[int, str] | N
 
 def labels_path(db: str | Path) -> Path:
     """Where the MODIS labels of a database live."""
-    return Path(db) / contract.LABELS_DIR / LABELS_FILE
+    return contract.label_path(db, contract.MODIS_LABELS)
 
 
 def koppen_path(db: str | Path) -> Path:
     """Where the Koppen climate-zone labels of a database live."""
-    return Path(db) / contract.LABELS_DIR / KOPPEN_FILE
+    return contract.label_path(db, contract.KOPPEN_LABELS)
