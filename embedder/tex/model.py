@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -31,7 +32,7 @@ import numpy as np
 
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
-from embedder.errors import InputNotFoundError
+from embedder.errors import InputNotFoundError, SchemaError
 from embedder.tex.parts import SIGNATURE, TEXTURE, RawParts, part_dims, part_names, raw_parts
 from embedder.vectors import config_hash, l2_normalise
 
@@ -120,6 +121,7 @@ def load_model(path: str | Path | None = None) -> TexModel:
 
     Raises:
         InputNotFoundError: when ``path`` does not exist.
+        SchemaError: when ``path`` is not a fitted model.
     """
     if path is None:
         shipped = _shipped_model()
@@ -127,7 +129,13 @@ def load_model(path: str | Path | None = None) -> TexModel:
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"earthvec-tex model {str(p)!r} not found; fit one with `earthvec train`")
-    return TexModel.from_bytes(p.read_bytes())
+    try:
+        return TexModel.from_bytes(p.read_bytes())
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise SchemaError(
+            f"{p} is not a fitted {NAME} model (.npz written by `earthvec train`); for an earthvec-mm "
+            "checkpoint pass --model earthvec-mm"
+        ) from exc
 
 
 def predictor_key(modalities: list[str]) -> str:

@@ -107,3 +107,28 @@ def test_knn_vote_equals_label_vote() -> None:
     nn = np.argsort(-sims, axis=1)[:, :5]
     want, _ = vote(np.take_along_axis(sims, nn, 1), yl[nn], 4)
     np.testing.assert_array_equal(got, want)
+
+
+def test_shipped_model_is_read_once_and_shared_read_only(tex) -> None:
+    from embedder.tex.model import load_model
+    from embedder.tex.plugin import piece
+
+    a, b = load_model(), load_model()
+    assert a.version == b.version == tex.version and a.config is not b.config
+    key = next(iter(a.arrays))
+    assert a.arrays[key] is b.arrays[key] and not a.arrays[key].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.arrays[key][...] = 0  # no embedder can spoil the shipped numbers for the others
+    ablation = piece({"texture": 0.0}, "tex-signature")
+    assert ablation.model.arrays[key] is a.arrays[key] and ablation.version != tex.version
+    assert ablation.model.config["shares"]["texture"] == 0.0 != tex.model.config["shares"]["texture"]
+
+
+def test_train_check_refuses_a_file_that_is_no_tex_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli.main import main
+    from embedder.datapath import package_file
+
+    mm = str(package_file("embedder", "weights", "earthvec-mm.pt"))
+    assert main(["train", "--check", "--out", mm]) == 1  # before any fitting
+    err = capsys.readouterr().err
+    assert "is not a fitted earthvec-tex model" in err and "--model earthvec-mm" in err
