@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from tqdm.auto import tqdm
 
-from embedder.chips import ChipSpec, choose_mode, item_geometry, plan_chips
+from embedder.chipplan import ChipSpec, choose_mode, item_geometry, plan_chips
 from embedder.errors import RasterError, SourceError
 from embedder.h3grid import cell_to_str
 from embedder.rasterfile import RasterItem

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from embedder import contract
 from embedder.align import MODALITY_ORDER, Part, Row, SourceSpec, align_rows, plan_parts
-from embedder.chips import default_resolution
+from embedder.chipplan import default_resolution
 from embedder.contract import BuildReport
 from embedder.dates import in_window, parse_datetime_window
 from embedder.errors import QueryError, RasterError

@@ -18,6 +18,9 @@ import shapely
 
 from embedder.errors import QueryError
 
+EARTH_RADIUS_KM = 6371.0088
+"""Mean Earth radius (IUGG), for great-circle distances."""
+
 
 def parse_cell(value: str | int) -> int:
     """Turn a user-given H3 cell (hex string or integer) into an int id.
@@ -48,8 +51,10 @@ def check_latlon(lat: float, lon: float) -> None:
 
 def latlon_to_cells(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
     """Cells (uint64) containing each point at resolution ``res``."""
+    lats = np.asarray(lat, dtype=np.float64).tolist()
+    lons = np.asarray(lon, dtype=np.float64).tolist()
     return np.fromiter(
-        (h3i.latlng_to_cell(float(a), float(b), res) for a, b in zip(lat, lon, strict=True)),
+        (h3i.latlng_to_cell(a, b, res) for a, b in zip(lats, lons, strict=True)),
         dtype=np.uint64,
         count=len(lat),
     )
@@ -102,29 +107,50 @@ def cell_resolution(cell: int) -> int:
     return int(h3i.get_resolution(int(cell)))
 
 
-def cell_rings(cells: np.ndarray) -> list[np.ndarray]:
+def cell_rings(cells: np.ndarray, densify: int | np.ndarray = 1) -> list[np.ndarray]:
     """Closed boundary rings of ``cells`` as (n + 1, 2) lon/lat arrays (OGC:CRS84 order).
 
     Longitudes are unwrapped so that a cell crossing the antimeridian stays one small
     polygon (some vertices then lie beyond +-180). Rings keep H3's vertex order
     (counterclockwise).
+
+    Args:
+        cells: H3 cells.
+        densify: points per edge, one number or one per cell. H3 edges are great-circle
+            arcs; ``densify`` > 1 adds ``densify - 1`` points along each arc, so the straight
+            lon/lat segments follow the curve (for rasterising); 1 keeps H3's vertices only.
     """
     ids = np.asarray(cells, dtype=np.uint64).tolist()
+    per_edge = np.broadcast_to(np.asarray(densify, dtype=np.int64), (len(ids),))
     rings = [h3i.cell_to_boundary(c) for c in ids]
-    groups: dict[int, list[int]] = defaultdict(list)
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, ring in enumerate(rings):
-        groups[len(ring)].append(i)
+        groups[len(ring), int(per_edge[i])].append(i)
     out: list[np.ndarray] = [np.zeros((0, 2))] * len(ids)
-    for n, idx in groups.items():
+    for (n, d), idx in groups.items():
         flat = chain.from_iterable(chain.from_iterable(rings[i] for i in idx))
         pts = np.fromiter(flat, dtype=np.float64, count=len(idx) * n * 2).reshape(len(idx), n, 2)
-        coords = np.empty((len(idx), n + 1, 2), dtype=np.float64)
-        coords[:, :n, 0] = np.degrees(np.unwrap(np.radians(pts[:, :, 1]), axis=1))
-        coords[:, :n, 1] = pts[:, :, 0]
-        coords[:, n] = coords[:, 0]
+        if d > 1:
+            pts = _great_circle_points(pts, d)
+        m = pts.shape[1]
+        coords = np.empty((len(idx), m + 1, 2), dtype=np.float64)
+        coords[:, :m, 0] = np.degrees(np.unwrap(np.radians(pts[:, :, 1]), axis=1))
+        coords[:, :m, 1] = pts[:, :, 0]
+        coords[:, m] = coords[:, 0]
         for k, i in enumerate(idx):
             out[i] = coords[k]
     return out
+
+
+def _great_circle_points(latlon: np.ndarray, per_edge: int) -> np.ndarray:
+    """(G, n, 2) lat/lon ring vertices -> (G, n * per_edge, 2) points along the great-circle edges."""
+    lat, lon = np.radians(latlon[..., 0]), np.radians(latlon[..., 1])
+    xyz = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)
+    t = (np.arange(per_edge) / per_edge)[None, None, :, None]
+    p = xyz[:, :, None, :] * (1 - t) + np.roll(xyz, -1, axis=1)[:, :, None, :] * t
+    p = p.reshape(len(xyz), -1, 3)
+    p /= np.linalg.norm(p, axis=-1, keepdims=True)  # the chord's points projected onto the arc
+    return np.degrees(np.stack([np.arcsin(np.clip(p[..., 2], -1, 1)), np.arctan2(p[..., 1], p[..., 0])], -1))
 
 
 def cell_polygons(cells: np.ndarray) -> np.ndarray:
@@ -154,6 +180,51 @@ def cell_wkb(cell: int) -> bytes:
 def cell_geojson(cell: int) -> list[list[list[float]]]:
     """GeoJSON ``Polygon`` coordinates of a cell (one closed, unwrapped lon/lat ring)."""
     return [cell_rings(np.array([cell], dtype=np.uint64))[0].tolist()]
+
+
+def pole_cells(res: int) -> tuple[int, int]:
+    """The cells holding the south and the north pole at resolution ``res``."""
+    return h3i.latlng_to_cell(-90.0, 0.0, res), h3i.latlng_to_cell(90.0, 0.0, res)
+
+
+def plate_carree_rings(
+    cells: np.ndarray, densify: int | np.ndarray = 1
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The area of each cell on the lon/lat plane within -180..180, as closed lon/lat rings.
+
+    What a rasteriser needs: edges follow the great-circle arcs (``densify`` points per
+    edge, see :func:`cell_rings`); a cell crossing the antimeridian is given twice, once on
+    each side (shifted by 360 degrees); a cell holding a pole is the cap between its
+    boundary and the pole, across all longitudes.
+
+    Returns:
+        The rings and, for each, the position in ``cells`` of the cell it belongs to.
+    """
+    cells = np.asarray(cells, dtype=np.uint64)
+    rings = cell_rings(cells, densify)
+    if len(cells):
+        for pole_lat, pole in zip((-90.0, 90.0), pole_cells(cell_resolution(int(cells[0]))), strict=True):
+            for i in np.flatnonzero(cells == np.uint64(pole)):
+                rings[i] = _pole_cap(rings[i], pole_lat)
+    east, west = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    if rings:
+        x = np.concatenate([r[:, 0] for r in rings])
+        starts = np.cumsum([0, *map(len, rings[:-1])])
+        east = np.flatnonzero(np.maximum.reduceat(x, starts) > 180.0)
+        west = np.flatnonzero(np.minimum.reduceat(x, starts) < -180.0)
+    shifted = [rings[i] - [360.0, 0.0] for i in east] + [rings[i] + [360.0, 0.0] for i in west]
+    return rings + shifted, np.concatenate([np.arange(len(cells)), east, west]).astype(np.int64)
+
+
+def _pole_cap(ring: np.ndarray, pole_lat: float) -> np.ndarray:
+    """A polar cell's ring as the region between its boundary and the pole on the lon/lat plane."""
+    lon = (ring[:-1, 0] + 180.0) % 360.0 - 180.0
+    order = np.argsort(lon)
+    lon, lat = lon[order], ring[:-1, 1][order]
+    edge = np.interp([-180.0, 180.0], lon, lat, period=360.0)
+    xs = np.r_[-180.0, -180.0, lon, 180.0, 180.0, -180.0]
+    ys = np.r_[pole_lat, edge[0], lat, edge[1], pole_lat, pole_lat]
+    return np.column_stack([xs, ys])
 
 
 def descendant_range(cell: int, res: int) -> tuple[int, int]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedder import h3grid
+from embedder.folds import deal_blocks
 from index.vote import knn_vote
 
 DEFAULT_K = 5
@@ -48,16 +49,10 @@ def block_folds(blocks: np.ndarray, n_folds: int) -> np.ndarray:
     """Fold number per seed: whole blocks per fold, folds balanced by seed count.
 
     Largest blocks are placed first, each in the fold holding fewest seeds so far
-    (deterministic, like a group k-fold).
+    (deterministic, like a group k-fold): :func:`embedder.folds.deal_blocks` without a shuffle,
+    the fold assignment ``earthvec eval`` uses too.
     """
-    ub, inv, counts = np.unique(blocks, return_inverse=True, return_counts=True)
-    fold_of_block = np.zeros(len(ub), dtype=np.int64)
-    sizes = np.zeros(n_folds, dtype=np.int64)
-    for b in np.argsort(-counts, kind="stable"):
-        f = int(np.argmin(sizes))
-        fold_of_block[b] = f
-        sizes[f] += counts[b]
-    return fold_of_block[inv]
+    return deal_blocks(blocks, n_folds)
 
 
 def spatial_cv(

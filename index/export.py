@@ -11,7 +11,10 @@ tags (``class_<code>=<name>`` and ``classes`` as JSON) and a colour map::
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,14 +22,20 @@ import h3.api.basic_int as h3i
 import numpy as np
 import pyarrow.parquet as pq
 import rasterio
+from rasterio import features
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
 from embedder import contract
 from embedder.errors import InputNotFoundError, RasterError
+from embedder.h3grid import EARTH_RADIUS_KM, cell_centres, latlon_to_cells, plate_carree_rings
 from index.seeds import LABEL
 
 NODATA = 0
+MAX_EDGE_POINTS = 64
+"""Most points per H3 edge when burning cells (see :func:`edge_points`)."""
+BURN_PIXELS_PER_CELL = 40
+"""Burn outlines when the grid has at least this many pixels per cell, else look up pixel centres."""
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
@@ -59,7 +68,7 @@ def _extent(
     cells: np.ndarray, lat: np.ndarray, lon: np.ndarray, res: int
 ) -> tuple[float, float, float, float]:
     """Bounds (west, south, east, north) of the cells' centres padded by a cell edge."""
-    pad = np.degrees(h3i.average_hexagon_edge_length(res, unit="km") / 6371.0088) * 1.5
+    pad = np.degrees(h3i.average_hexagon_edge_length(res, unit="km") / EARTH_RADIUS_KM) * 1.5
     stretch = 1.0 / max(float(np.cos(np.radians(np.abs(lat).max()))), 0.05)
     return (
         float(lon.min() - pad * stretch),
@@ -69,36 +78,119 @@ def _extent(
     )
 
 
+def edge_points(res: int, step: float, lat: np.ndarray | float = 0.0) -> np.ndarray:
+    """Points per H3 edge when burning cells of resolution ``res`` onto ``step``-degree pixels.
+
+    About one per pixel an edge spans on the lon/lat plane (longitudes stretch by
+    1 / cos(lat)), so the burnt outline follows the great-circle arc to well under a pixel;
+    at least 1 and at most :data:`MAX_EDGE_POINTS`.
+
+    Args:
+        res: H3 resolution.
+        step: pixel size in degrees.
+        lat: cell centre latitudes.
+    """
+    edge_deg = np.degrees(h3i.average_hexagon_edge_length(res, unit="km") / EARTH_RADIUS_KM)
+    stretch = 1.0 / np.maximum(np.cos(np.radians(np.asarray(lat, dtype=np.float64))), 1e-3)
+    return np.clip(np.ceil(edge_deg * stretch / step), 1, MAX_EDGE_POINTS).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class PixelGrid:
+    """A north-up EPSG:4326 pixel grid: ``bounds`` (west, south, east, north), multiples of ``step``."""
+
+    bounds: tuple[float, float, float, float]
+    step: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        w, s, e, n = self.bounds
+        return round((n - s) / self.step), round((e - w) / self.step)
+
+    @property
+    def transform(self) -> Affine:
+        """Pixel -> lon/lat: ``step``-degree pixels from the top-left corner (west, north)."""
+        return Affine(self.step, 0.0, self.bounds[0], 0.0, -self.step, self.bounds[3])
+
+    def centres(self) -> tuple[np.ndarray, np.ndarray]:
+        """Latitudes of the pixel rows' centres (north first) and longitudes of the columns'."""
+        (height, width), (w, _, _, n) = self.shape, self.bounds
+        return n - (np.arange(height) + 0.5) * self.step, w + (np.arange(width) + 0.5) * self.step
+
+
 def rasterise(
-    cells: np.ndarray, codes: np.ndarray, res: int, bounds: tuple[float, float, float, float], step: float
+    cells: np.ndarray, codes: np.ndarray, res: int, grid: PixelGrid, lat: np.ndarray | None = None
 ) -> np.ndarray:
-    """Class code of the cell under every pixel centre of a north-up grid, ``NODATA`` elsewhere.
+    """Class code of the cell under every pixel centre of ``grid``, ``NODATA`` elsewhere.
+
+    Two exact ways, the cheaper one is taken: when cells span several pixels their outlines
+    are burnt with ``rasterio.features`` (:func:`burn_cells`); when pixels are about as
+    large as cells or larger, H3 looks up the cell of each pixel centre
+    (:func:`sample_cells`). They agree up to pixel centres lying within metres of a cell edge.
 
     Args:
         cells: (N,) uint64 H3 cells, all at resolution ``res``.
         codes: (N,) class codes (> 0).
         res: H3 resolution of the cells.
-        bounds: (west, south, east, north) in degrees, multiples of ``step``.
-        step: pixel size in degrees.
+        grid: the pixel grid.
+        lat: (N,) cell centre latitudes, when known (saves looking them up).
 
     Returns:
-        (height, width) int array.
+        (height, width) int32 array.
     """
-    w, s, e, n = bounds
-    width, height = round((e - w) / step), round((n - s) / step)
-    order = np.argsort(cells)
-    cells, codes = cells[order], codes[order]
-    lons = w + (np.arange(width) + 0.5) * step
-    lats = n - (np.arange(height) + 0.5) * step
-    out = np.full((height, width), NODATA, dtype=np.int32)
-    for r, la in enumerate(lats.tolist()):
-        row = np.fromiter(
-            (h3i.latlng_to_cell(la, lo, res) for lo in lons.tolist()), dtype=np.uint64, count=width
+    height, width = grid.shape
+    if width * height < BURN_PIXELS_PER_CELL * len(cells):
+        return sample_cells(cells, codes, res, grid)
+    return burn_cells(cells, codes, res, grid, lat)
+
+
+def burn_cells(
+    cells: np.ndarray, codes: np.ndarray, res: int, grid: PixelGrid, lat: np.ndarray | None = None
+) -> np.ndarray:
+    """:func:`rasterise` by burning the cells' outlines with ``rasterio.features.rasterize``.
+
+    The outlines (:func:`embedder.h3grid.plate_carree_rings`) follow the great-circle edges
+    (:func:`edge_points`) and handle the antimeridian and the poles; a pixel is set when its
+    centre lies inside an outline.
+    """
+    lat = cell_centres(cells)[0] if lat is None else np.asarray(lat, dtype=np.float64)
+    rings, owner = plate_carree_rings(cells, edge_points(res, grid.step, lat))
+    with _gc_paused():  # millions of small lists: the cyclic GC would rescan them over and over
+        shapes = [{"type": "Polygon", "coordinates": [r.tolist()]} for r in rings]
+        return features.rasterize(
+            zip(shapes, np.asarray(codes)[owner].tolist(), strict=True),
+            out_shape=grid.shape,
+            transform=grid.transform,
+            fill=NODATA,
+            dtype="int32",
         )
+
+
+def sample_cells(cells: np.ndarray, codes: np.ndarray, res: int, grid: PixelGrid) -> np.ndarray:
+    """:func:`rasterise` by looking up the H3 cell of every pixel centre (``latlng_to_cell``)."""
+    order = np.argsort(cells)
+    cells, codes = np.asarray(cells)[order], np.asarray(codes)[order]
+    lats, lons = grid.centres()
+    out = np.full(grid.shape, NODATA, dtype=np.int32)
+    for r, la in enumerate(lats.tolist()):
+        row = latlon_to_cells(np.full(len(lons), la), lons, res)
         pos = np.minimum(np.searchsorted(cells, row), len(cells) - 1)
         hit = cells[pos] == row
         out[r, hit] = codes[pos[hit]]
     return out
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (objects made here hold no cycles)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def prediction_geotiff(
@@ -145,11 +237,12 @@ def prediction_geotiff(
     box = _snap(bounds or _extent(cells, lat, lon, res), resolution_deg)
     if not (box[0] < box[2] and box[1] < box[3]):
         raise RasterError(f"bounds {bounds}: need west < east and south < north within -180..180, -90..90")
-    grid = rasterise(cells, codes, res, box, resolution_deg)
+    pixels = PixelGrid(box, resolution_deg)
+    grid = rasterise(cells, codes, res, pixels, lat)
     dtype = "uint8" if len(classes) < 255 else "uint16"
     profile = {
         "driver": "GTiff", "width": grid.shape[1], "height": grid.shape[0], "count": 1, "dtype": dtype,
-        "crs": "EPSG:4326", "transform": Affine(resolution_deg, 0.0, box[0], 0.0, -resolution_deg, box[3]),
+        "crs": "EPSG:4326", "transform": pixels.transform,
         "nodata": NODATA, "compress": "deflate",
     }  # fmt: skip
     if dtype == "uint8":

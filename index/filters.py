@@ -20,6 +20,7 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import shapely
 
 from embedder import contract, h3grid
 from embedder.errors import QueryError
@@ -333,19 +334,9 @@ def polygon_rings(polygon: dict[str, Any] | Sequence[tuple[float, float]]) -> li
 def points_in_polygon(
     lat: np.ndarray, lon: np.ndarray, polygon: dict[str, Any] | Sequence[tuple[float, float]]
 ) -> np.ndarray:
-    """Whether each point lies inside the polygon (even-odd rule, so holes work)."""
+    """Whether each point lies inside the polygon (shapely; holes excluded, edges outside)."""
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     any_in = np.zeros(len(lat), dtype=bool)
-    for poly in polygon_rings(polygon):
-        inside = np.zeros(len(lat), dtype=bool)
-        for ring in poly:
-            x1, y1 = ring[:, 0], ring[:, 1]
-            x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-            for a, b, c, d in zip(x1, y1, x2, y2, strict=True):
-                if b == d:
-                    continue
-                cross = (b > lat) != (d > lat)
-                xint = a + (lat - b) * (c - a) / (d - b)
-                inside ^= cross & (lon < xint)
-        any_in |= inside
+    for shell, *holes in polygon_rings(polygon):
+        any_in |= shapely.contains_xy(shapely.Polygon(shell, holes), lon, lat)
     return any_in

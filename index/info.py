@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embedder import contract
-from embedder.contract import PYRAMID_DIR, Sidecar, index_dir
+from embedder.contract import Sidecar, index_dir, pyramid_levels, table_files
 from embedder.contract.layout import listed_embedding_files
 from index.pyramid import level_state
 from index.store import index_state
@@ -49,7 +49,7 @@ def _info(db: Path, snap: contract.Snapshot) -> dict[str, Any]:
     mm = pc.min_max(dt).as_py() if t.num_rows else {"min": None, "max": None}
     sc = Sidecar.load(db)
     state = index_state(db)
-    levels = sorted(int(p.stem.split("=", 1)[1]) for p in (db / PYRAMID_DIR).glob("res=*.parquet"))
+    levels = pyramid_levels(db)
     out: dict[str, Any] = {
         "db": str(db),
         "generation": snap.generation,
@@ -122,4 +122,4 @@ def _stale_maps(db: Path, snap: contract.Snapshot) -> list[str]:
 
 
 def _names(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    return [p.name for p in table_files(folder)]

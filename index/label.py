@@ -336,7 +336,7 @@ def _label(
             if copy.resolve() != out_path.resolve():
                 contract.copy_atomic(out_path, copy)
             result.copy = copy
-            result.seed_layer = src.db / contract.LABELS_DIR / f"{Path(seeds).stem}.parquet"
+            result.seed_layer = contract.label_path(src.db, Path(seeds).stem)
             contract.write_table_atomic(s.table(), result.seed_layer)
     finally:
         if writer is not None:

@@ -29,7 +29,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("earthvec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("embedder/weights/earthvec-mm.pt", "embedder/sensors.json", "embedder/globe/layers.json",
-                    "embedder/globe/igbp.csv", "app/streamlit_app.py", "bench/run.py",
+                    "embedder/globe/igbp.csv", "embedder/tex/earthvec-tex.npz", "app/streamlit_app.py",
+                    "bench/run.py",
                     "embedder/importers/products.json",
                     "embedder/contract/stac_embeddings_v0.0.1.json"):  # fmt: skip
         assert shipped in names, f"{shipped} is not in the wheel"
@@ -50,10 +51,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     work = tmp_path / "elsewhere"
     work.mkdir()
     assert len(CHIPS) >= 10
-    cmd = [earthvec, "build", "db", "--sensor", "sentinel2-l1c-eurosat", "--model", "stats"]
-    for c in CHIPS:
-        cmd += ["--source", str(c)]
-    _run(cmd, work, env)
+    sources = ["--sensor", "sentinel2-l1c-eurosat", *(a for c in CHIPS for a in ("--source", str(c)))]
+    _run([earthvec, "build", "db", "--model", "stats", *sources], work, env)
     info = json.loads(_run([earthvec, "info", "db", "--format", "json"], work, env))
     assert str(len(CHIPS)) in json.dumps(info)
     first = _run([str(py), "-c", "from embedder import contract; import sys; "
@@ -66,3 +65,12 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path: Path) -> None:
     code = "from embedder.model.checkpoint import default_checkpoint; print(default_checkpoint())"
     ck = _run([str(py), "-c", code], work, env)
     assert str(site) in ck
+    # the default model (earthvec-tex) is package data too
+    _run([earthvec, "build", "db_tex", *sources], work, env)
+    assert "earthvec-tex" in _run([earthvec, "info", "db_tex", "--format", "json"], work, env)
+    # sample data is found through $EARTHVEC_DATA (or --data), never through the package's place
+    load = "from embedder.model.data import load_eurosat; print(len(load_eurosat().labels))"
+    n_chips = len((ROOT / "data" / "eurosat_ms" / "manifest.csv").read_text().splitlines()) - 1
+    assert int(_run([str(py), "-c", load], work, {**env, "EARTHVEC_DATA": str(ROOT / "data")})) == n_chips
+    lost = subprocess.run([str(py), "-c", load], cwd=work, env=env, capture_output=True, text=True)
+    assert lost.returncode != 0 and "EARTHVEC_DATA" in lost.stderr and "InputNotFoundError" in lost.stderr

@@ -11,14 +11,15 @@ if TYPE_CHECKING:
 
 HELP = "Build the demo databases from data/ and print example results."
 
-DATA = Path("data")
 DEMO_RES = 8
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``earthvec demo``."""
     p.add_argument("--db", default="demo_db", help="folder for the demo databases (default demo_db)")
-    p.add_argument("--data", default=str(DATA), help="folder of the shipped sample data (default data)")
+    p.add_argument(
+        "--data", default=None, help="folder of the shipped sample data (default $EARTHVEC_DATA or data/)"
+    )
     p.add_argument("--model", default=None, help="embedder name (default: the shipped default model)")
     p.add_argument("--port", type=int, default=8501, help="explorer port")
     p.add_argument("--host", default="127.0.0.1", help="explorer address (default 127.0.0.1: this machine)")
@@ -75,9 +76,10 @@ def show_similar(db: Path, data: Path) -> None:
 
 def show_label(db: Path, data: Path) -> None:
     """Label every cell from the EuroSAT seed labels and print the summary."""
+    from embedder import contract
     from index.label import label_db
 
-    out = db / "predictions" / "eurosat_knn.parquet"
+    out = contract.prediction_path(db, "eurosat_knn")
     r = label_db(db, data / "eurosat_ms" / "seeds.csv", k=5, out=out)
     acc = "n/a" if r.cv.accuracy is None else f"{r.cv.accuracy:.3f}"
     print(
@@ -151,6 +153,7 @@ def show_global_label(db: Path, n_seeds: int) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
+    from embedder import contract
     from embedder.globe.labels import labels_path
     from index.label import label_db
 
@@ -161,7 +164,7 @@ def show_global_label(db: Path, n_seeds: int) -> None:
     seeds.assign(h3=[f"{int(c):x}" for c in seeds["h3"]])[["h3", "label_name"]].rename(
         columns={"label_name": "label"}
     ).to_csv(seeds_csv, index=False)
-    out = db / "predictions" / "landcover_knn.parquet"
+    out = contract.prediction_path(db, "landcover_knn")
     r = label_db(db, seeds_csv, k=5, out=out)
     pred = pq.read_table(out, columns=["h3", "label"]).to_pandas()
     truth = labels.set_index("h3")["label_name"]
@@ -177,11 +180,16 @@ def run(args: argparse.Namespace) -> int:
     """Build, print the two example results, then serve unless told not to."""
     import os
 
+    from embedder.datapath import DATA_ENV, data_dir
+    from embedder.errors import InputNotFoundError
     from embedder.registry import DEFAULT_MODEL
 
-    root, data = Path(args.db), Path(args.data)
+    root, data = Path(args.db), data_dir(args.data)
     if not (data / "eurosat_ms").is_dir():
-        raise SystemExit(f"earthvec demo: no sample data under {data}/; run it from the repository root")
+        raise InputNotFoundError(
+            f"no EuroSAT sample data under {data}/eurosat_ms; pass --data DIR or set {DATA_ENV}=DIR "
+            "(the checkout's data/ folder)"
+        )
     db = build_demo(root, data, args.model or DEFAULT_MODEL)
     show_similar(db, data)
     show_label(db, data)

@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"file to write (default: the shipped file, embedder/tex/earthvec-tex.npz or {DEFAULT_OUT})",
     )
-    p.add_argument("--data", default=None, help="data folder (default: <repo>/data)")
+    p.add_argument("--data", default=None, help="data folder (default: $EARTHVEC_DATA or data/)")
     p.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the config's)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
@@ -59,14 +59,14 @@ def run_tex(args: argparse.Namespace) -> int:
     from embedder.tex.model import FILE_NAME, NAME, load_model
 
     out = Path(args.out) if args.out else Path(str(resources.files("embedder.tex").joinpath(FILE_NAME)))
+    if args.check and not out.is_file():
+        print(f"{NAME}: nothing to compare: {out} does not exist")
+        return 1
+    old = load_model(out) if args.check else None  # a file that is no tex model fails before the fit
     model = fit_model(args.data)
     info = model.config["info"]
     line = f"{NAME}@{model.version}  dim={model.dim}  fitted on {info['sources']} in {info['fit_seconds']} s"
-    if args.check:
-        if not out.is_file():
-            print(f"{line}\n  nothing to compare: {out} does not exist")
-            return 1
-        old = load_model(out)
+    if old is not None:
         same = old.version == model.version
         print(f"{line}\n  {'reproduced' if same else 'DIFFERENT from'} {out} ({NAME}@{old.version})")
         return 0 if same else 1

@@ -1,7 +1,8 @@
 """The offline basemap: NASA Blue Marble as one image for a deck.gl ``BitmapLayer``.
 
-The image (``data/global/bmng.jpg``, plate carree, -180..180 x 90..-90) is shrunk and sent
-inline as a ``data:`` URL, so the browser never fetches map tiles from the internet.
+The image (the global layers' optical file, ``bmng.jpg`` in the global data folder of
+:func:`embedder.globe.layers.default_global_dir`; plate carree, -180..180 x 90..-90) is shrunk
+and sent inline as a ``data:`` URL, so the browser never fetches map tiles from the internet.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from pathlib import Path
 
 from PIL import Image
 
-BLUE_MARBLE = Path("data/global/bmng.jpg")
+from embedder.globe.layers import default_global_dir, layer_table
+
+BASEMAP_LAYER = "optical"
+"""The global layer drawn as the basemap (Blue Marble)."""
 BOUNDS = (-180.0, -90.0, 180.0, 90.0)
 """``[west, south, east, north]`` of the image in degrees."""
 
@@ -21,13 +25,15 @@ WIDTH = 2048
 """Pixels across the shrunk image (about 0.18 degrees per pixel)."""
 
 
-def find_basemap(path: Path = BLUE_MARBLE) -> Path | None:
-    """The Blue Marble file: as given, else relative to the repository root, else None."""
-    if path.is_file():
-        return path
-    root = Path(__file__).resolve().parents[2]
-    alt = root / path
-    return alt if alt.is_file() else None
+def find_basemap(path: Path | None = None) -> Path | None:
+    """The Blue Marble file: ``path`` when given, else the global layer's file; None when absent.
+
+    The global layers are found like every other data (``$EARTHVEC_GLOBAL_DATA``, else
+    ``global/`` in the data folder of :func:`embedder.datapath.data_dir`).
+    """
+    if path is None:
+        path = default_global_dir() / layer_table()[BASEMAP_LAYER]["file"]
+    return path if path.is_file() else None
 
 
 @lru_cache(maxsize=4)

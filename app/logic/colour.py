@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from index.export import PALETTE  # Tableau-20 by sorted class: one palette for map and GeoTIFF
+
 PCA_SAMPLE = 50_000
 """Rows used to fit the projection; the rest are only projected."""
-
-PALETTE: tuple[tuple[int, int, int], ...] = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
-    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
-    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
-)
-"""Tableau-20 colours, assigned to classes in sorted order."""
 
 VIRIDIS: tuple[tuple[int, int, int], ...] = (
     (68, 1, 84), (72, 40, 120), (62, 74, 137), (49, 104, 142), (38, 130, 142),

@@ -11,10 +11,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import rasterio
-from rasterio.transform import from_origin
+from rasterio.transform import from_origin, rowcol
 
 from embedder import contract
-from embedder.h3grid import cell_geojson, cells_wkb
+from embedder.h3grid import cell_centres, cell_geojson, cells_wkb
 
 NODATA_CLASS = 0
 MAX_RASTER_PX = 4096
@@ -40,12 +40,12 @@ def geojson(cells: np.ndarray, properties: Mapping[str, Sequence[object]]) -> by
 def geoparquet(cells: np.ndarray, columns: Mapping[str, pa.Array | np.ndarray | Sequence[object]]) -> bytes:
     """GeoParquet 1.1 bytes: h3, lat, lon, geometry (WKB polygons) and ``columns``."""
     cells = np.asarray(cells, dtype=np.uint64)
-    centres = np.array([h3i.cell_to_latlng(int(c)) for c in cells], dtype=np.float64).reshape(-1, 2)
+    lat, lon = cell_centres(cells)
     table = pa.table(
         {
             contract.H3: pa.array(cells, type=pa.uint64()),
-            contract.LAT: centres[:, 0],
-            contract.LON: centres[:, 1],
+            contract.LAT: lat,
+            contract.LON: lon,
             contract.GEOMETRY: pa.array(cells_wkb(cells), type=pa.binary()),
             **{k: v if isinstance(v, pa.Array) else pa.array(list(v) if not isinstance(v, np.ndarray) else v)
                for k, v in columns.items()},
@@ -64,11 +64,11 @@ def geotiff(
 
     Band 1 is the class number (1-based, 0 = no cell; names in the ``classes`` tag and band
     description), band 2 the confidence in percent. Pixels are about one cell wide; each
-    cell paints the pixel holding its centre (capped at :data:`MAX_RASTER_PX` per side).
+    cell paints the pixel holding its centre (``rasterio.transform.rowcol``; a later cell
+    overwrites an earlier one in the same pixel), at most :data:`MAX_RASTER_PX` pixels per side.
     """
     cells = np.asarray(cells, dtype=np.uint64)
-    centres = np.array([h3i.cell_to_latlng(int(c)) for c in cells], dtype=np.float64).reshape(-1, 2)
-    lat, lon = centres[:, 0], centres[:, 1]
+    lat, lon = cell_centres(cells)
     res = h3i.get_resolution(int(cells[0])) if len(cells) else 0
     cell_deg = 2.0 * h3i.average_hexagon_edge_length(res, "km") / 111.32
     pad = cell_deg
@@ -77,16 +77,18 @@ def geotiff(
     px = max(cell_deg, (east - west) / MAX_RASTER_PX, (north - south) / MAX_RASTER_PX)
     width = max(1, int(np.ceil((east - west) / px)))
     height = max(1, int(np.ceil((north - south) / px)))
+    transform = from_origin(west, north, px, px)
+    rows, cols = rowcol(transform, lon, lat)  # the pixel holding each centre
+    row = np.clip(np.asarray(rows, dtype=np.int64), 0, height - 1)
+    col = np.clip(np.asarray(cols, dtype=np.int64), 0, width - 1)
     cls = np.zeros((height, width), dtype=np.uint8)
     conf = np.zeros((height, width), dtype=np.uint8)
-    col = np.clip(((lon - west) / px).astype(int), 0, width - 1)
-    row = np.clip(((north - lat) / px).astype(int), 0, height - 1)
     cls[row, col] = np.asarray(pred, dtype=np.int64) + 1
     conf[row, col] = np.clip(np.round(np.asarray(confidence) * 100), 0, 100).astype(np.uint8)
     with rasterio.MemoryFile() as mem:
         with mem.open(
             driver="GTiff", width=width, height=height, count=2, dtype="uint8", crs="EPSG:4326",
-            transform=from_origin(west, north, px, px), nodata=NODATA_CLASS, compress="deflate",
+            transform=transform, nodata=NODATA_CLASS, compress="deflate",
         ) as dst:
             dst.write(cls, 1)
             dst.write(conf, 2)

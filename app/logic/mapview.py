@@ -52,25 +52,39 @@ def place_text(lat: float, lon: float) -> str:
     return f"{abs(lat):.4f} {ns}, {abs(lon):.4f} {ew}"
 
 
+def hover_frame(
+    cells: np.ndarray,
+    colours: np.ndarray,
+    place: list[str],
+    date: list[str],
+    sensors: list[str],
+    valid: list[str],
+    info: list[str],
+    **extra: object,
+) -> pd.DataFrame:
+    """The map's row table: hex cell, RGB colour and the :data:`TOOLTIP` fields, plus ``extra``."""
+    ids = hex_ids(cells)
+    rgb = [list(map(int, c)) for c in np.asarray(colours).reshape(-1, 3)]
+    fields = {"place": place, "date": date, "sensors": sensors, "valid": valid, "info": info}
+    return pd.DataFrame({"h3": ids, "color": rgb, "cell": ids, **fields, **extra})
+
+
 def cells_frame(
     rows: Rows, idx: np.ndarray, colours: np.ndarray, info: list[str] | None = None
 ) -> pd.DataFrame:
     """One map row per database row ``idx``: cell, colour and hover fields."""
     idx = np.asarray(idx, dtype=np.int64)
-    return pd.DataFrame(
-        {
-            "h3": hex_ids(rows.h3[idx]),
-            "color": [list(map(int, c)) for c in np.asarray(colours).reshape(-1, 3)],
-            "cell": hex_ids(rows.h3[idx]),
-            "place": [place_text(float(rows.lat[i]), float(rows.lon[i])) for i in idx],
-            "date": [rows.datetime_text(int(i)) or "undated" for i in idx],
-            "sensors": [", ".join(x) for x in rows.provenance("sensors", idx)],
-            "valid": [f"{float(rows.valid_fraction[i]):.2f}" for i in idx],
-            "info": info if info is not None else [""] * len(idx),
-            "lat": rows.lat[idx],
-            "lon": rows.lon[idx],
-            "row": idx,
-        }
+    return hover_frame(
+        rows.h3[idx],
+        colours,
+        place=[place_text(float(rows.lat[i]), float(rows.lon[i])) for i in idx],
+        date=[rows.datetime_text(int(i)) or "undated" for i in idx],
+        sensors=[", ".join(x) for x in rows.provenance("sensors", idx)],
+        valid=[f"{float(rows.valid_fraction[i]):.2f}" for i in idx],
+        info=info if info is not None else [""] * len(idx),
+        lat=rows.lat[idx],
+        lon=rows.lon[idx],
+        row=idx,
     )
 
 
@@ -113,18 +127,15 @@ def parents_frame(rows: Rows, idx: np.ndarray, colours: np.ndarray, res: int) ->
     col /= counts[:, None]
     valid = np.add.reduceat(rows.valid_fraction[idx].astype(np.float64), starts) / counts
     centres = [h3i.cell_to_latlng(int(c)) for c in uniq]
-    return pd.DataFrame(
-        {
-            "h3": hex_ids(uniq),
-            "color": [list(map(int, c)) for c in col.round()],
-            "cell": hex_ids(uniq),
-            "place": [place_text(a, b) for a, b in centres],
-            "date": ["(aggregate)"] * len(uniq),
-            "sensors": [""] * len(uniq),
-            "valid": [f"{v:.2f}" for v in valid],
-            "info": [f"{n} cells at resolution {rows.resolution}; click to zoom in" for n in counts],
-            "count": counts,
-        }
+    return hover_frame(
+        uniq,
+        col.round(),
+        place=[place_text(a, b) for a, b in centres],
+        date=["(aggregate)"] * len(uniq),
+        sensors=[""] * len(uniq),
+        valid=[f"{v:.2f}" for v in valid],
+        info=[f"{n} cells at resolution {rows.resolution}; click to zoom in" for n in counts],
+        count=counts,
     )
 
 
@@ -186,39 +197,12 @@ def build_deck(
                 pickable=False,
             )
         )
+    picked = {"get_fill_color": "color", "opacity": opacity, "pickable": True, "auto_highlight": True}
     if parents is not None and len(parents):
-        layers.append(
-            pdk.Layer(
-                "H3HexagonLayer",
-                id=PARENTS,
-                data=parents,
-                get_hexagon="h3",
-                get_fill_color="color",
-                get_line_color=[255, 255, 255, 120],
-                line_width_min_pixels=0.5,
-                stroked=True,
-                extruded=False,
-                opacity=opacity,
-                pickable=True,
-                auto_highlight=True,
-            )
-        )
+        edge = {"stroked": True, "get_line_color": [255, 255, 255, 120], "line_width_min_pixels": 0.5}
+        layers.append(_hexagons(PARENTS, parents, **edge, **picked))
     if cells is not None and len(cells):
-        layers.append(
-            pdk.Layer(
-                "H3HexagonLayer",
-                id=CELLS,
-                data=cells,
-                get_hexagon="h3",
-                get_fill_color="color",
-                stroked=False,
-                extruded=False,
-                opacity=opacity,
-                pickable=True,
-                auto_highlight=True,
-                high_precision=True,
-            )
-        )
+        layers.append(_hexagons(CELLS, cells, stroked=False, high_precision=True, **picked))
         # the same cells as dots of at least 3 px, so they stay visible and clickable
         # when zoomed out far enough for the hexagons to be sub-pixel
         layers.append(
@@ -249,18 +233,10 @@ def build_deck(
             {"h3": ids, "lat": [c[0] for c in centres], "lon": [c[1] for c in centres]}
         )
         layers.append(
-            pdk.Layer(
-                "H3HexagonLayer",
-                id=layer_id,
-                data=marks,
-                get_hexagon="h3",
-                filled=False,
-                stroked=True,
-                extruded=False,
-                get_line_color=colour,
-                line_width_min_pixels=width,
-                pickable=False,
-            )
+            _hexagons(
+                layer_id, marks, filled=False, stroked=True, get_line_color=colour,
+                line_width_min_pixels=width, pickable=False,
+            )  # fmt: skip
         )
         # a ring of at least 7 px around each marked cell, visible at any zoom
         layers.append(
@@ -288,6 +264,11 @@ def build_deck(
         map_provider=None,
         tooltip=TOOLTIP,
     )
+
+
+def _hexagons(layer_id: str, data: pd.DataFrame, **style: object) -> pdk.Layer:
+    """A flat ``H3HexagonLayer`` of the ``h3`` column of ``data``."""
+    return pdk.Layer("H3HexagonLayer", id=layer_id, data=data, get_hexagon="h3", extruded=False, **style)
 
 
 def selected_cells(event: object, layers: tuple[str, ...] = (CELLS, POINTS)) -> list[str]:

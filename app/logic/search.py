@@ -17,7 +17,8 @@ from app.logic.exact import exact_top_k
 from app.logic.rows import Rows, filter_mask
 from embedder.h3grid import check_latlon, parse_cell
 from index.filters import Filter
-from index.search import NEG_WEIGHT, example_query, similar
+from index.query import NEG_WEIGHT, example_query
+from index.search import similar
 from index.store import VectorIndex
 from index.vectors import latest_positions
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import h3.api.basic_int as h3i
 import numpy as np
 import rasterio
 from rasterio.errors import RasterioError
@@ -19,6 +18,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window, from_bounds
 
 from embedder.errors import EarthvecError
+from embedder.h3grid import cell_rings
 from embedder.sensors import Sensor, get_sensor
 from embedder.sources import RasterItem, group_items, is_url
 
@@ -68,10 +68,9 @@ def _cell_window(src: rasterio.io.DatasetReader, cell: int, chip_px: int) -> Win
     full = Window(0, 0, src.width, src.height)
     if src.width <= 2 * chip_px and src.height <= 2 * chip_px:
         return full  # a single-chip file: the chip is the whole file
-    ring = h3i.cell_to_boundary(int(cell))
-    lats = [p[0] for p in ring]
-    lons = [p[1] for p in ring]
-    box = transform_bounds("EPSG:4326", src.crs, min(lons), min(lats), max(lons), max(lats))
+    ring = cell_rings(np.array([cell], dtype=np.uint64))[0]  # lon/lat, unwrapped at the antimeridian
+    (west, south), (east, north) = ring.min(axis=0), ring.max(axis=0)
+    box = transform_bounds("EPSG:4326", src.crs, west, south, east, north)
     win = from_bounds(*box, transform=src.transform)
     try:
         return win.intersection(full).round_offsets().round_lengths()

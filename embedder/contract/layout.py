@@ -36,6 +36,11 @@ SIDECAR_NAME = "index.json"
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 JOURNAL_DIR = ".journal"
+LEVEL_PREFIX = "res="
+MODIS_LABELS = "modis_igbp"
+"""Name of the MODIS IGBP label layer of a global database (``DB/labels/modis_igbp.parquet``)."""
+KOPPEN_LABELS = "koppen"
+"""Name of the Koppen climate-zone label layer of a global database."""
 
 
 def embeddings_dir(db: str | Path) -> Path:
@@ -60,7 +65,7 @@ def predictions_dir(db: str | Path) -> Path:
 
 def level_path(db: str | Path, res: int) -> Path:
     """File of one pyramid level."""
-    return Path(db) / PYRAMID_DIR / f"res={res}.parquet"
+    return Path(db) / PYRAMID_DIR / f"{LEVEL_PREFIX}{res}.parquet"
 
 
 def manifest_path(db: str | Path) -> Path:
@@ -121,3 +126,27 @@ def find_databases(root: str | Path) -> list[Path]:
             f"build the database first: earthvec build {root} --source ..."
         )
     return found
+
+
+def table_files(folder: str | Path) -> list[Path]:
+    """The Parquet tables in a folder of named tables (``labels/``, ``predictions/``), sorted.
+
+    Hidden files (temporaries of an atomic write) are left out.
+    """
+    return sorted(p for p in Path(folder).glob("*.parquet") if not p.name.startswith("."))
+
+
+def label_path(db: str | Path, name: str) -> Path:
+    """File of the seed or label table ``name`` (``DB/labels/<name>.parquet``)."""
+    return labels_dir(db) / f"{name}.parquet"
+
+
+def prediction_path(db: str | Path, name: str) -> Path:
+    """File of the prediction map ``name`` (``DB/predictions/<name>.parquet``)."""
+    return predictions_dir(db) / f"{name}.parquet"
+
+
+def pyramid_levels(db: str | Path) -> list[int]:
+    """Resolutions of the pyramid levels a database holds, ascending."""
+    files = (Path(db) / PYRAMID_DIR).glob(f"{LEVEL_PREFIX}*.parquet")
+    return sorted(int(p.stem[len(LEVEL_PREFIX) :]) for p in files if p.stem[len(LEVEL_PREFIX) :].isdigit())

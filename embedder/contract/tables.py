@@ -38,34 +38,28 @@ def label_layer_schema() -> pa.Schema:
     )
 
 
+def _cell_geo_schema(*fields: pa.Field) -> pa.Schema:
+    """A GeoParquet table of cells: h3, centre, WKB polygon, ``fields`` and the ``bbox`` covering."""
+    cell = [
+        pa.field(H3, pa.uint64(), nullable=False),
+        pa.field(LAT, pa.float64(), nullable=False),
+        pa.field(LON, pa.float64(), nullable=False),
+        pa.field(GEOMETRY, pa.binary(), nullable=False),
+    ]
+    return pa.schema(with_bbox_field([*cell, *fields]))
+
+
 def prediction_schema() -> pa.Schema:
     """Schema of a prediction map (GeoParquet; ``DB/predictions/<name>.parquet``)."""
-    return pa.schema(
-        with_bbox_field(
-            [
-                pa.field(H3, pa.uint64(), nullable=False),
-                pa.field(LAT, pa.float64(), nullable=False),
-                pa.field(LON, pa.float64(), nullable=False),
-                pa.field(GEOMETRY, pa.binary(), nullable=False),
-                pa.field(LABEL, pa.string(), nullable=False),
-                pa.field(CONFIDENCE, pa.float32(), nullable=False),
-            ]
-        )
+    return _cell_geo_schema(
+        pa.field(LABEL, pa.string(), nullable=False), pa.field(CONFIDENCE, pa.float32(), nullable=False)
     )
 
 
 def pyramid_schema(dim: int) -> pa.Schema:
     """Schema of a pyramid level (GeoParquet; ``DB/pyramid/res=<r>.parquet``)."""
-    return pa.schema(
-        with_bbox_field(
-            [
-                pa.field(H3, pa.uint64(), nullable=False),
-                pa.field(LAT, pa.float64(), nullable=False),
-                pa.field(LON, pa.float64(), nullable=False),
-                pa.field(GEOMETRY, pa.binary(), nullable=False),
-                pa.field(COUNT, pa.int64(), nullable=False),
-                pa.field(SPREAD, pa.float32(), nullable=False),
-                pa.field(EMBEDDING, pa.list_(pa.float32(), dim), nullable=False),
-            ]
-        )
+    return _cell_geo_schema(
+        pa.field(COUNT, pa.int64(), nullable=False),
+        pa.field(SPREAD, pa.float32(), nullable=False),
+        pa.field(EMBEDDING, pa.list_(pa.float32(), dim), nullable=False),
     )

@@ -17,6 +17,7 @@ evaluation (the climate layer is also an embedder input, so it is no independent
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -30,9 +31,7 @@ from embedder.globe.grid import MIN_COS_LAT, NEAREST
 from embedder.globe.layers import GlobalLayers, layer_table
 
 LABEL_LAYER = "landcover"
-LABELS_FILE = "modis_igbp.parquet"
 KOPPEN_LAYER = "climate"
-KOPPEN_FILE = "koppen.parquet"
 LABEL = contract.LABEL
 LABEL_NAME = contract.LABEL_NAME
 NO_LABEL = -1
@@ -79,23 +78,38 @@ def _layer_codes(
     return np.where(finite, np.rint(np.where(finite, values, 0.0)), -1).astype(np.int64)
 
 
-def majority_labels(
-    layers: GlobalLayers, lat: np.ndarray, lon: np.ndarray, res: int, k: int = SAMPLES_PER_SIDE
+def majority_class(
+    layers: GlobalLayers,
+    layer: str,
+    classes: Collection[int],
+    lat: np.ndarray,
+    lon: np.ndarray,
+    res: int,
+    k: int = SAMPLES_PER_SIDE,
 ) -> np.ndarray:
-    """Majority IGBP class per cell, int16 (N,), :data:`NO_LABEL` where all samples are nodata.
+    """Majority class of a coded layer per cell, int16 (N,), :data:`NO_LABEL` where none is valid.
+
+    Samples a ``k`` x ``k`` grid over each cell's footprint (nearest neighbour); samples whose
+    code is not in ``classes`` (nodata, NaN) are ignored.
 
     Args:
         layers: the global layers.
+        layer: name of the coded layer (``landcover``, ``climate``).
+        classes: the valid class codes (non-negative).
         lat: (N,) cell centre latitudes.
         lon: (N,) cell centre longitudes.
         res: H3 resolution of the cells (sets the sampled footprint).
         k: samples per side of the footprint grid.
     """
-    spec = layer_table()[LABEL_LAYER]
-    n_codes = max(igbp_classes()) + 1
-    codes = _layer_codes(layers, LABEL_LAYER, lat, lon, res, k)
-    valid = (codes != int(spec["nodata"])) & (codes >= 0) & (codes < n_codes)
-    return _majority(codes, valid, n_codes)
+    codes = _layer_codes(layers, layer, lat, lon, res, k)
+    return _majority(codes, np.isin(codes, list(classes)), max(classes) + 1)
+
+
+def majority_labels(
+    layers: GlobalLayers, lat: np.ndarray, lon: np.ndarray, res: int, k: int = SAMPLES_PER_SIDE
+) -> np.ndarray:
+    """Majority IGBP class per cell (:func:`majority_class` of the MODIS land cover)."""
+    return majority_class(layers, LABEL_LAYER, igbp_classes(), lat, lon, res, k)
 
 
 def koppen_classes(layers: GlobalLayers) -> dict[int, str]:
@@ -107,18 +121,8 @@ def koppen_classes(layers: GlobalLayers) -> dict[int, str]:
 def majority_koppen(
     layers: GlobalLayers, lat: np.ndarray, lon: np.ndarray, res: int, k: int = SAMPLES_PER_SIDE
 ) -> np.ndarray:
-    """Majority Koppen main climate zone per cell, int16 (N,), :data:`NO_LABEL` where all nodata.
-
-    Args:
-        layers: the global layers.
-        lat: (N,) cell centre latitudes.
-        lon: (N,) cell centre longitudes.
-        res: H3 resolution of the cells (sets the sampled footprint).
-        k: samples per side of the footprint grid.
-    """
-    classes = koppen_classes(layers)
-    codes = _layer_codes(layers, KOPPEN_LAYER, lat, lon, res, k)
-    return _majority(codes, np.isin(codes, list(classes)), max(classes) + 1)
+    """Majority Koppen main climate zone per cell (:func:`majority_class` of the climate layer)."""
+    return majority_class(layers, KOPPEN_LAYER, koppen_classes(layers), lat, lon, res, k)
 
 
 def labels_table(cells: np.ndarray, codes: np.ndarray, names: dict[int, str] | None = None) -> pa.Table:
@@ -145,9 +149,9 @@ def labels_table(cells: np.ndarray, codes: np.ndarray, names: dict[int, str] | N
 
 def labels_path(db: str | Path) -> Path:
     """Where the MODIS labels of a database live."""
-    return Path(db) / contract.LABELS_DIR / LABELS_FILE
+    return contract.label_path(db, contract.MODIS_LABELS)
 
 
 def koppen_path(db: str | Path) -> Path:
     """Where the Koppen climate-zone labels of a database live."""
-    return Path(db) / contract.LABELS_DIR / KOPPEN_FILE
+    return contract.label_path(db, contract.KOPPEN_LABELS)

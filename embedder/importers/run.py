@@ -85,7 +85,7 @@ def _pixel_import(
 def _chip_import(
     db: Path, prod: Product, module: Any, paths: list[str], opts: dict[str, Any]
 ) -> tuple[CellRows, contract.DatasetMeta, ImportReport, list[str]]:
-    from embedder.chips import default_resolution
+    from embedder.chipplan import default_resolution
 
     chips = module.read_chips(paths, version=opts["version"])
     r = _check_res(opts["res"] if opts["res"] is not None else default_resolution(chips.chip_size_m or 640.0))

@@ -1,6 +1,7 @@
 """Real training and evaluation data for the multimodal embedder (numpy + rasterio, no torch).
 
-Sources, all read from the project's ``data/`` folder:
+Sources, all read from the data folder (:func:`embedder.datapath.data_dir`: ``--data``,
+``$EARTHVEC_DATA`` or the checkout's ``data/``):
 
 * EuroSAT-MS chips (13-band Sentinel-2 L1C, 64x64, labelled by ``manifest.csv``);
 * BigEarthNet Sentinel-1/Sentinel-2 patch pairs (120x120 at 10 m; 20 m and 60 m bands are
@@ -21,6 +22,7 @@ import numpy as np
 import rasterio
 
 from embedder.batch import ChipBatch, ModalityBatch
+from embedder.datapath import data_dir
 from embedder.errors import InputNotFoundError
 from embedder.sensors import Sensor, get_sensor
 
@@ -31,25 +33,6 @@ LANDSAT_SENSOR = "landsat8-l1"
 # Landsat bands used for training: the reflective ones at 30 m (pan B8 is 15 m, B10/B11 thermal)
 LANDSAT_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B9")
 CHIP_PX = 64
-
-
-def repo_root() -> Path:
-    """The repository root (parent of the ``embedder`` package)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def data_root(root: str | Path | None = None) -> Path:
-    """The data folder: ``root`` if given, else ``<repo>/data``.
-
-    Raises:
-        InputNotFoundError: when the folder does not exist.
-    """
-    path = Path(root) if root is not None else repo_root() / "data"
-    if not path.is_dir():
-        raise InputNotFoundError(
-            f"data folder {str(path)!r} not found; run from a checkout that has data/ or pass --data"
-        )
-    return path
 
 
 def _need(path: Path, what: str) -> Path:
@@ -97,7 +80,7 @@ def load_eurosat(root: str | Path | None = None) -> LabelledChips:
     Raises:
         InputNotFoundError: when the manifest or a chip file is missing.
     """
-    folder = data_root(root) / "eurosat_ms"
+    folder = data_dir(root) / "eurosat_ms"
     manifest = _need(folder / "manifest.csv", "EuroSAT manifest")
     sensor = get_sensor(EUROSAT_SENSOR)
     with manifest.open(newline="") as fh:
@@ -146,7 +129,7 @@ def load_bigearthnet(root: str | Path | None = None) -> PairedScenes:
     Raises:
         InputNotFoundError: when the folder holds no pairs.
     """
-    folder = data_root(root) / "bigearthnet_s1s2"
+    folder = data_dir(root) / "bigearthnet_s1s2"
     s2_dirs = sorted(glob.glob(str(folder / "S2" / "*")))
     s1_by_key = {"_".join(Path(d).name.split("_")[-2:]): d for d in glob.glob(str(folder / "S1" / "*"))}
     s2s, s1s, labels = [], [], []
@@ -183,7 +166,7 @@ def load_landsat(root: str | Path | None = None) -> PairedScenes:
     Raises:
         InputNotFoundError: when a band file is missing.
     """
-    folder = data_root(root) / "landsat8"
+    folder = data_dir(root) / "landsat8"
     sensor = get_sensor(LANDSAT_SENSOR, list(LANDSAT_BANDS))
     bands = []
     for b in LANDSAT_BANDS:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder import datapath
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
 from embedder.model import data as sources
@@ -154,7 +155,7 @@ def unlabelled_batches(root: str | Path | None = None, n: int = 512, seed: int =
     """
     from embedder.globe.layers import training_chip_batch
 
-    root = sources.data_root(root)
+    root = datapath.data_dir(root)
     rng = np.random.default_rng(seed)
     out = [sources.load_eurosat(root).batch]
     out.append(sources.random_crops(sources.load_bigearthnet(root), n, rng))
@@ -228,12 +229,7 @@ def holdout_probes(
     rng = np.random.default_rng(cfg.seed)
     accs = []
     for _ in range(HOLDOUT_DRAWS):
-        pick = np.concatenate(
-            [
-                rng.choice(np.flatnonzero(tr & (y == c)), min(5, int((tr & (y == c)).sum())), replace=False)
-                for c in np.unique(y[tr])
-            ]
-        )
+        pick = probes.draw_shots(np.flatnonzero(tr), y, 5, rng)
         accs.append(float((probes.knn_predict(x[pick], y[pick], x[te], 5) == y[te]).mean()))
     out["few5"] = float(np.mean(accs))
     half, star = [], []
@@ -279,7 +275,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run the protocol for every named embedder factory and return a JSON-able report."""
     cfg = cfg or EvalConfig()
-    root = sources.data_root(data_dir)
+    root = datapath.data_dir(data_dir)
     chips = sources.load_eurosat(root)
     folds = probes.spatial_folds(chips.lat, chips.lon, cfg.folds, cfg.seed)
     try:

@@ -5,10 +5,11 @@ kNN, logistic regression, few-shot learning curves and spatially blocked cross-v
 
 from __future__ import annotations
 
-import h3
 import numpy as np
 
 from embedder.errors import EarthvecError
+from embedder.folds import deal_blocks
+from embedder.h3grid import latlon_to_cells
 
 BLOCK_RES = 2  # H3 resolution of the spatial CV blocks (~160 km edge)
 HOLDOUT_RES = 1  # H3 resolution of the region hold-out's blocks (~420 km edge)
@@ -23,9 +24,7 @@ def region_holdout(lat: np.ndarray, lon: np.ndarray, seed: int = 0) -> np.ndarra
     30% of the chips, until it holds at least 22%. Nothing fitted or tuned may see these
     chips; ``earthvec eval`` reports them beside the cross-validation.
     """
-    cells = np.array(
-        [h3.latlng_to_cell(float(a), float(b), HOLDOUT_RES) for a, b in zip(lat, lon, strict=True)]
-    )
+    cells = latlon_to_cells(lat, lon, HOLDOUT_RES)
     blocks, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
     n = len(cells)
     taken: list[int] = []
@@ -45,28 +44,20 @@ def spatial_folds(
 ) -> np.ndarray:
     """Fold id per sample; all samples in one H3 cell at ``res`` share a fold.
 
-    Blocks are shuffled with ``seed`` and dealt greedily to the currently smallest fold, so
-    folds are balanced in sample count while nearby chips never straddle train and test.
+    Blocks are shuffled with ``seed`` and dealt greedily to the currently smallest fold
+    (:func:`embedder.folds.deal_blocks`, as in ``earthvec label``'s CV), so folds are balanced
+    in sample count while nearby chips never straddle train and test.
 
     Raises:
         EarthvecError: when there are fewer blocks than folds.
     """
-    cells = np.array([h3.latlng_to_cell(float(a), float(b), res) for a, b in zip(lat, lon, strict=True)])
-    blocks, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
-    if len(blocks) < n_folds:
+    cells = latlon_to_cells(lat, lon, res)
+    n_blocks = len(np.unique(cells))
+    if n_blocks < n_folds:
         raise EarthvecError(
-            f"only {len(blocks)} spatial blocks at H3 res {res} for {n_folds} folds; use fewer folds"
+            f"only {n_blocks} spatial blocks at H3 res {res} for {n_folds} folds; use fewer folds"
         )
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(blocks))
-    order = order[np.argsort(-counts[order], kind="stable")]
-    sizes = np.zeros(n_folds, dtype=int)
-    block_fold = np.zeros(len(blocks), dtype=int)
-    for b in order:
-        f = int(np.argmin(sizes))
-        block_fold[b] = f
-        sizes[f] += counts[b]
-    return block_fold[inverse]
+    return deal_blocks(cells, n_folds, seed)
 
 
 def vote_weight(distance: np.ndarray) -> np.ndarray:
@@ -167,17 +158,26 @@ def few_shot(
         correct = 0
         for f in np.unique(folds):
             te = folds == f
-            pool = np.flatnonzero(~te)
-            pick: list[int] = []
-            for c in np.unique(y[pool]):
-                cand = pool[y[pool] == c]
-                pick.extend(rng.choice(cand, size=min(shots, len(cand)), replace=False))
-            sel = np.array(pick)
+            sel = draw_shots(np.flatnonzero(~te), y, shots, rng)
             k = min(5, shots) if method == "knn" else 0
             pred = _fit_predict(x[sel], y[sel], qx[te], method, k)
             correct += int((pred == y[te]).sum())
         accs.append(correct / len(y))
     return float(np.mean(accs)), float(np.std(accs))
+
+
+def draw_shots(pool: np.ndarray, y: np.ndarray, shots: int, rng: np.random.Generator) -> np.ndarray:
+    """``shots`` rows of each class drawn from ``pool`` without replacement (all of a smaller class).
+
+    Classes in sorted order, one ``rng.choice`` each: the draw the few-shot numbers of
+    ``earthvec eval`` are made of.
+    """
+    labels = y[pool]
+    picks = []
+    for c in np.unique(labels):
+        cand = pool[labels == c]
+        picks.append(rng.choice(cand, size=min(shots, len(cand)), replace=False))
+    return np.concatenate(picks) if picks else np.zeros(0, dtype=np.int64)
 
 
 def _fit_predict(tx: np.ndarray, ty: np.ndarray, qx: np.ndarray, method: str, k: int) -> np.ndarray:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embedder import datapath
 from embedder.batch import ChipBatch
 from embedder.errors import EarthvecError
 from embedder.model import data as sources
@@ -100,7 +101,7 @@ def load_training_data(
     device: torch.device,
 ) -> TrainingData:
     """Read every enabled source from the data folder."""
-    base = sources.data_root(root)
+    base = datapath.data_dir(root)
     es = sources.load_eurosat(base)
     info: dict[str, Any] = {"eurosat_ms": len(es.labels)}
     pairs = sources.load_bigearthnet(base) if cfg.batch_pairs else None
@@ -154,28 +155,18 @@ def _token_masks(
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(
-    net: MultimodalNet,
-    data: TrainingData,
-    rng: np.random.Generator,
-    stats: dict[str, Any],
-    chip_px: int,
-    device: torch.device,
-    per_source: int,
-) -> None:
+def recalibrate_batchnorm(net: MultimodalNet, samples: list[dict[str, ModalityInput]]) -> None:
     """Recompute BatchNorm statistics on full-size, un-augmented chips of every source.
 
     Training sees small augmented views; embedding sees whole chips. Exact averages over
-    ``per_source`` chips of each source replace the running estimates (no labels involved).
+    ``samples`` (:func:`_source_samples`) replace the running estimates (no labels involved).
     """
-    if per_source <= 0:
-        return
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     net.train()
-    for b in _source_samples(data, rng, stats, chip_px, device, per_source):
+    for b in samples:
         for chunk in _in_chunks(b):
             net(chunk)
     for m in bns:
@@ -255,7 +246,8 @@ def finalise(
 ) -> None:
     """The label-free steps after optimisation: BatchNorm recalibration, then output whitening."""
     chip_px = net.cfg.chip_px
-    recalibrate_batchnorm(net, data, rng, stats, chip_px, device, cfg.recalibrate_chips)
+    if cfg.recalibrate_chips > 0:
+        recalibrate_batchnorm(net, _source_samples(data, rng, stats, chip_px, device, cfg.recalibrate_chips))
     if cfg.whiten_chips:
         samples = _source_samples(data, rng, stats, chip_px, device, cfg.whiten_chips)
         fit_whitening(net, samples, cfg.whiten_eps)
@@ -300,7 +292,7 @@ def train(
     Args:
         train_cfg: schedule, sources and objectives (defaults: :class:`TrainConfig`).
         model_cfg: network shape (defaults: :class:`ModelConfig`).
-        data_dir: the data folder (default ``<repo>/data``).
+        data_dir: the data folder (default :func:`embedder.datapath.data_dir`).
         device: ``"cpu"`` or ``"cuda"`` (default: CUDA when available; bf16 autocast there).
         log_every: log losses every this many steps.
     """

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from embedder import datapath
 from embedder.batch import ChipBatch
 from embedder.model import data as sources
 from embedder.model.probes import region_holdout
@@ -77,7 +78,7 @@ def fit_sources(root: str | Path | None, fit: dict[str, Any]) -> dict[str, ChipB
     """The unlabelled fitting chips by source; EuroSAT chips of the region hold-out are left out."""
     from embedder.globe.layers import training_chip_batch
 
-    root = sources.data_root(root)
+    root = datapath.data_dir(root)
     rng = np.random.default_rng(int(fit["seed"]))
     es = sources.load_eurosat(root)
     keep = np.flatnonzero(~region_holdout(es.lat, es.lon))

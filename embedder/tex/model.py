@@ -18,9 +18,12 @@ configuration and every array.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,7 @@ import numpy as np
 
 from embedder.batch import ChipBatch
 from embedder.contract import atomic_write_bytes
-from embedder.errors import InputNotFoundError
+from embedder.errors import InputNotFoundError, SchemaError
 from embedder.tex.parts import SIGNATURE, TEXTURE, RawParts, part_dims, part_names, raw_parts
 from embedder.vectors import config_hash, l2_normalise
 
@@ -104,18 +107,35 @@ def shipped_model_bytes() -> bytes:
     return res.read_bytes()
 
 
+@lru_cache(maxsize=1)
+def _shipped_model() -> TexModel:
+    """The shipped model, read once; its arrays are read-only, so every copy may share them."""
+    model = TexModel.from_bytes(shipped_model_bytes())
+    for a in model.arrays.values():
+        a.setflags(write=False)
+    return model
+
+
 def load_model(path: str | Path | None = None) -> TexModel:
-    """A fitted model from ``path``, or the shipped one.
+    """A fitted model from ``path``, or the shipped one (read once, its arrays shared read-only).
 
     Raises:
         InputNotFoundError: when ``path`` does not exist.
+        SchemaError: when ``path`` is not a fitted model.
     """
     if path is None:
-        return TexModel.from_bytes(shipped_model_bytes())
+        shipped = _shipped_model()
+        return TexModel(copy.deepcopy(shipped.config), dict(shipped.arrays))
     p = Path(path)
     if not p.is_file():
         raise InputNotFoundError(f"earthvec-tex model {str(p)!r} not found; fit one with `earthvec train`")
-    return TexModel.from_bytes(p.read_bytes())
+    try:
+        return TexModel.from_bytes(p.read_bytes())
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise SchemaError(
+            f"{p} is not a fitted {NAME} model (.npz written by `earthvec train`); for an earthvec-mm "
+            "checkpoint pass --model earthvec-mm"
+        ) from exc
 
 
 def predictor_key(modalities: list[str]) -> str:

@@ -22,9 +22,9 @@ def piece(shares: dict[str, float], name: str, **kwargs: Any) -> Embedder:
 
     base = kwargs.get("model")
     model = base if isinstance(base, TexModel) else load_model(base)
-    model = copy.deepcopy(model)
-    model.config["shares"] = {**model.config["shares"], **shares}
-    return TexEmbedder(model, name=name)
+    config = copy.deepcopy(model.config)
+    config["shares"] = {**config["shares"], **shares}
+    return TexEmbedder(TexModel(config, model.arrays), name=name)  # the fitted arrays are shared
 
 
 @register("tex-signature")

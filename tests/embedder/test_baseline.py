@@ -2,7 +2,8 @@ import numpy as np
 
 from embedder.baseline import ChannelStats
 from embedder.batch import ChipBatch, ModalityBatch
-from embedder.chips import item_geometry, plan_chips, read_chips
+from embedder.chipplan import item_geometry, plan_chips
+from embedder.chips import read_chips
 from embedder.registry import get_embedder, model_id
 from embedder.sensors import get_sensor
 from embedder.sources import group_items, resolve_sources

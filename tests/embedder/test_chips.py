@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from embedder.chips import choose_mode, default_resolution, item_geometry, plan_chips, read_chips
+from embedder.chipplan import choose_mode, default_resolution, item_geometry, plan_chips
+from embedder.chips import read_chips
 from embedder.errors import RasterError
 from embedder.sensors import get_sensor
 from embedder.sources import group_items, resolve_sources

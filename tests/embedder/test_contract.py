@@ -77,3 +77,24 @@ def test_find_databases_in_a_database_or_a_folder_of_them(tmp_path):
         contract.find_databases(tmp_path / "not_a_db")
     with pytest.raises(InputNotFoundError, match="not an earthvec database"):
         contract.find_databases(tmp_path / "missing")
+
+
+def test_named_tables_and_pyramid_levels_live_where_the_layout_says(tmp_path):
+    import pyarrow as pa
+
+    db = tmp_path / "db"
+    table = pa.table({"h3": pa.array([1], pa.uint64())})
+    for path in (
+        contract.label_path(db, contract.MODIS_LABELS),
+        contract.label_path(db, "seeds"),
+        contract.prediction_path(db, "map"),
+        contract.level_path(db, 5),
+        contract.level_path(db, 3),
+    ):
+        contract.write_table_atomic(table, path)
+    (contract.labels_dir(db) / ".seeds.parquet.tmp").write_bytes(b"")  # an unfinished write
+    assert contract.label_path(db, "seeds") == db / contract.LABELS_DIR / "seeds.parquet"
+    names = [p.name for p in contract.table_files(contract.labels_dir(db))]
+    assert names == ["modis_igbp.parquet", "seeds.parquet"]
+    assert contract.table_files(contract.predictions_dir(db)) == [contract.prediction_path(db, "map")]
+    assert contract.pyramid_levels(db) == [3, 5] and contract.pyramid_levels(tmp_path / "none") == []

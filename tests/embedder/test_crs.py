@@ -20,7 +20,7 @@ import rasterio
 from embedder import contract
 from embedder.align import align_rows, plan_parts
 from embedder.build import SourceSpec, build_db
-from embedder.chips import item_geometry
+from embedder.chipplan import item_geometry
 from embedder.rasterfile import RasterItem
 from embedder.reader import read_rows
 from embedder.sensors import get_sensor

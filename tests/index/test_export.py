@@ -83,3 +83,36 @@ def test_cli_label_writes_geotiff(pred_map: tuple[Path, Path, Path], tmp_path: P
     got = _pixels_at(tif, m["lat"].to_numpy(), m["lon"].to_numpy())
     np.testing.assert_array_equal(got, [code[x] for x in m["label"]])
     assert cli([*argv, "--geotiff", str(tmp_path / "bad.png")]) != 0
+
+
+def _ring_cells(lat: float, lon: float, res: int, k: int) -> np.ndarray:
+    import h3.api.basic_int as h3i
+
+    return np.array(sorted(h3i.grid_disk(h3i.latlng_to_cell(lat, lon, res), k)), dtype=np.uint64)
+
+
+@pytest.mark.parametrize(("where", "lat", "lon"), [("south pole", -90.0, 0.0), ("antimeridian", 66.0, 180.0)])
+def test_burnt_outlines_match_h3_lookup(where: str, lat: float, lon: float) -> None:
+    """rasterio.features burning of cell outlines == H3's own point lookup, pixel for pixel.
+
+    Around a pole (the polar cell is a cap over all longitudes) and across the antimeridian
+    (cells split onto both edges of the map); the two may only disagree on pixel centres
+    lying within metres of a cell edge.
+    """
+    from index.export import PixelGrid, burn_cells, rasterise, sample_cells
+
+    cells = _ring_cells(lat, lon, 3, 4)
+    codes = (np.arange(len(cells)) % 7 + 1).astype(np.int32)
+    box = (-180.0, -90.0, 180.0, -80.0) if where == "south pole" else (-180.0, 55.0, 180.0, 75.0)
+    grid = PixelGrid(box, 0.1)
+    burnt = burn_cells(cells, codes, 3, grid)
+    looked_up = sample_cells(cells, codes, 3, grid)
+    labelled = int((looked_up != NODATA).sum())
+    assert labelled > 10_000
+    assert int((burnt != looked_up).sum()) <= labelled * 1e-4
+    np.testing.assert_array_equal(rasterise(cells, codes, 3, grid), burnt)  # fine pixels: burnt
+    if where == "south pole":
+        cap = burnt[-2:]  # south of -89.8: inside the polar cell's cap, at every longitude
+        assert (cap == looked_up[-2:]).all() and (cap == cap[0, 0]).all() and cap[0, 0] != NODATA
+    else:
+        assert (burnt[:, 0] != NODATA).any() and (burnt[:, -1] != NODATA).any()  # both map edges

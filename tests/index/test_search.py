@@ -308,9 +308,9 @@ def test_large_filters_go_through_faiss_selectors(
     ro_index: VectorIndex, eurosat_labels: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Above EXACT_FILTER_MAX candidates FAISS filters with an id selector (exact on Flat)."""
-    import index.search as search
+    import index.topk as topk
 
-    monkeypatch.setattr(search, "EXACT_FILTER_MAX", 0)
+    monkeypatch.setattr(topk, "EXACT_FILTER_MAX", 0)
     ids = eurosat_labels["h3"].to_numpy(dtype=np.uint64)
     lat = eurosat_labels["lat"].to_numpy()
     region = _region_with_most_cells(eurosat_labels, 1)

@@ -18,7 +18,8 @@ def test_train_cli_reproduces_shipped_checkpoint(capsys) -> None:
     steps = str(ckpt.train_config["steps"])
     threads = str(ckpt.info.get("threads", 2))
     rc = main(
-        ["train", "--out", str(shipped), "--check", "--steps", steps, "--threads", threads, "--device", "cpu"]
+        ["train", "--model", "earthvec-mm", "--out", str(shipped), "--check", "--steps", steps,
+         "--threads", threads, "--device", "cpu"]  # fmt: skip
     )
     out = capsys.readouterr().out
     assert rc == 0, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embedder import datapath
 from embedder.batch import ChipBatch
 from embedder.model import data as sources
 from embedder.model import probes
@@ -56,7 +57,7 @@ def test_any_band_subset_and_missing_modalities(tex, chips) -> None:
 def test_sentinel1_only_chip_finds_its_sentinel2_twin(tex) -> None:
     from embedder.model.evaluate import ben_crops
 
-    s2, s1, pid = ben_crops(sources.data_root())
+    s2, s1, pid = ben_crops(datapath.data_dir())
     a, b = tex.embed(s1), tex.embed(s2)
     top1 = float((pid[np.argmax(a @ b.T, axis=1)] == pid).mean())
     assert top1 >= 0.667, top1  # earthvec-mm's figure before this model
@@ -106,3 +107,28 @@ def test_knn_vote_equals_label_vote() -> None:
     nn = np.argsort(-sims, axis=1)[:, :5]
     want, _ = vote(np.take_along_axis(sims, nn, 1), yl[nn], 4)
     np.testing.assert_array_equal(got, want)
+
+
+def test_shipped_model_is_read_once_and_shared_read_only(tex) -> None:
+    from embedder.tex.model import load_model
+    from embedder.tex.plugin import piece
+
+    a, b = load_model(), load_model()
+    assert a.version == b.version == tex.version and a.config is not b.config
+    key = next(iter(a.arrays))
+    assert a.arrays[key] is b.arrays[key] and not a.arrays[key].flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.arrays[key][...] = 0  # no embedder can spoil the shipped numbers for the others
+    ablation = piece({"texture": 0.0}, "tex-signature")
+    assert ablation.model.arrays[key] is a.arrays[key] and ablation.version != tex.version
+    assert ablation.model.config["shares"]["texture"] == 0.0 != tex.model.config["shares"]["texture"]
+
+
+def test_train_check_refuses_a_file_that_is_no_tex_model(capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli.main import main
+    from embedder.datapath import package_file
+
+    mm = str(package_file("embedder", "weights", "earthvec-mm.pt"))
+    assert main(["train", "--check", "--out", mm]) == 1  # before any fitting
+    err = capsys.readouterr().err
+    assert "is not a fitted earthvec-tex model" in err and "--model earthvec-mm" in err
