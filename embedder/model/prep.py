@@ -16,6 +16,7 @@ import torch.nn.functional as F  # noqa: N812
 from embedder.batch import ChipBatch, ModalityBatch
 from embedder.model.net import ModalityInput
 from embedder.sensors import get_sensor, sensor_names
+from embedder.torchio import to_device
 
 CLIP = 10.0  # standardised inputs are clipped to +-CLIP (rare sensor outliers)
 
@@ -48,7 +49,7 @@ def to_input(
 ) -> ModalityInput:
     """Standardise one modality and build its masks (resized to ``chip_px`` if needed)."""
     mean, std = _band_stats(mb, stats)
-    raw = torch.from_numpy(np.ascontiguousarray(mb.data, dtype=np.float32)).to(device)
+    raw = to_device(mb.data, device)
     present_np = np.asarray(mb.present, dtype=bool)
     pres = torch.from_numpy(present_np).to(device)
     m = torch.from_numpy(mean).to(device)[None, :, None, None]

@@ -17,6 +17,7 @@ import torch.nn.functional as F  # noqa: N812
 from embedder.batch import ChipBatch, ModalityBatch
 from embedder.errors import MissingBandError
 from embedder.pretrained.specs import InputSpec
+from embedder.torchio import to_device
 
 
 def optical(batch: ChipBatch, model: str, spec: InputSpec) -> ModalityBatch:
@@ -97,7 +98,7 @@ def resize_crop(x: torch.Tensor, spec: InputSpec) -> torch.Tensor:
 
 def to_tensor(data: np.ndarray, spec: InputSpec, device: torch.device) -> torch.Tensor:
     """(N, C, H, W) physical values -> the normalised (N, C, crop, crop) model input on ``device``."""
-    x = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(device)
+    x = to_device(data, device)
     x = resize_crop(x * spec.units_per_physical, spec)
     mean = torch.tensor(spec.per_band(spec.mean), dtype=x.dtype, device=device)[None, :, None, None]
     std = torch.tensor(spec.per_band(spec.std), dtype=x.dtype, device=device)[None, :, None, None]
