@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from embedder import contract
 from embedder.contract import Sidecar, index_dir, pyramid_levels, table_files
 from embedder.contract.layout import listed_embedding_files
+from index.origin import is_fresh
 from index.pyramid import level_state
 from index.store import index_state
 
@@ -112,13 +111,8 @@ def _counts(col: Any) -> dict[str, int]:
 
 def _stale_maps(db: Path, snap: contract.Snapshot) -> list[str]:
     """Prediction maps made from other embeddings than the snapshot's (or of unknown origin)."""
-    out = []
-    for name in _names(db / contract.PREDICTIONS_DIR):
-        meta = pq.read_schema(db / contract.PREDICTIONS_DIR / name).metadata or {}
-        made = json.loads(meta.get(contract.LABELS_META_KEY, b"{}"))
-        if made.get("fingerprint") != snap.fingerprint:
-            out.append(name)
-    return out
+    folder = db / contract.PREDICTIONS_DIR
+    return [n for n in _names(folder) if not is_fresh(folder / n, contract.LABELS_META_KEY, snap)]
 
 
 def _names(folder: Path) -> list[str]:

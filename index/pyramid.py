@@ -28,6 +28,7 @@ from embedder.contract.manifest import PYRAMID
 from embedder.errors import InputNotFoundError, QueryError, StaleDataError
 from embedder.storage import derived_entry, derived_writer, origin, publish_derived
 from index.filters import Filter
+from index.origin import is_fresh
 from index.search import Hits, as_index, top_k
 from index.store import VectorIndex
 from index.vectors import iter_latest, partition_files
@@ -178,11 +179,10 @@ def level_state(db: str | Path, res: int) -> str:
     """``"missing"``, ``"fresh"`` or ``"stale"`` (made from other embeddings or another model)."""
     path = contract.level_path(db, res)
     try:
-        raw = (pq.read_schema(path).metadata or {}).get(PYRAMID_META_KEY, b"{}")
+        fresh = is_fresh(path, PYRAMID_META_KEY, contract.snapshot(db))
     except FileNotFoundError:
         return "missing"
-    made = json.loads(raw)
-    return "fresh" if made.get("fingerprint") == contract.snapshot(db).fingerprint else "stale"
+    return "fresh" if fresh else "stale"
 
 
 def read_level(db: str | Path, res: int) -> pa.Table:

@@ -10,9 +10,10 @@ Views:
 * one view per label file, named by its stem (``modis_igbp``, ``koppen`` in a global
   database): that file's rows as stored (h3, label, label_name);
 * ``predictions``: kNN maps in ``DB/predictions`` (h3, lat, lon, geometry, label,
-  confidence, file = file stem);
-* ``pyramid`` (only once built): parent aggregates of every level (h3, lat, lon, geometry,
-  count, spread, embedding, resolution).
+  confidence, file = file stem) made from the published embeddings (stale maps, made from
+  an older generation, are left out; ``earthvec info`` names them);
+* ``pyramid`` (only once built): parent aggregates of every fresh level (h3, lat, lon,
+  geometry, count, spread, embedding, resolution).
 
 H3 functions (Python UDFs; DuckDB's h3 extension would need a download): ``h3_parent(h3,
 res)``, ``h3_lat(h3)``, ``h3_lon(h3)``, ``h3_to_string(h3)``, ``h3_from_string(s)``,
@@ -42,8 +43,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embedder import contract, h3grid
-from embedder.contract import PYRAMID_DIR
+from embedder.contract import PYRAMID_META_KEY
 from embedder.errors import QueryError
+from index.origin import is_fresh
 from index.sql_guard import Limits, fetch_limited, lock_down
 
 DEFAULT_ROW_LIMIT = 10_000
@@ -177,7 +179,7 @@ def connect(
         ModelMismatchError: the embeddings mix model versions.
     """
     db = Path(db).resolve()
-    with contract.pinned(db):  # one generation: the views list its files
+    with contract.pinned(db) as snap:  # one generation: the views list its files
         meta = contract.read_meta(db)
         files = contract.embedding_files(db)
     con = duckdb.connect(":memory:")
@@ -197,7 +199,9 @@ def connect(
         ("labels", contract.LABELS_DIR),
         ("predictions", contract.PREDICTIONS_DIR),
     ):
-        extra = sorted(p for p in (db / folder).glob("*.parquet") if not p.name.startswith("."))
+        extra = contract.table_files(db / folder)
+        if view == "predictions":  # maps made from other embeddings are stale: left out
+            extra = [p for p in extra if is_fresh(p, contract.LABELS_META_KEY, snap)]
         allowed += extra
         if extra:
             con.execute(
@@ -214,7 +218,11 @@ def connect(
     for f in sorted(p for p in (db / contract.LABELS_DIR).glob("*.parquet") if not p.name.startswith(".")):
         if _VIEW_NAME.match(f.stem) and f.stem not in RESERVED_VIEWS:
             con.execute(f'CREATE VIEW "{f.stem}" AS SELECT * FROM read_parquet({_q(f)})')
-    levels = sorted(p for p in (db / PYRAMID_DIR).glob("res=*.parquet"))
+    levels = [
+        p
+        for p in (contract.level_path(db, r) for r in contract.pyramid_levels(db))
+        if is_fresh(p, PYRAMID_META_KEY, snap)
+    ]
     if levels:
         allowed += levels
         con.execute(

@@ -16,6 +16,7 @@ from embedder.errors import IndexMismatchError, StaleDataError
 from index.info import db_info
 from index.label import label_db
 from index.pyramid import build_pyramid, level_state, read_level
+from index.sql import connect
 from index.store import index_state, open_index
 from index.txindex import index_into
 from tests.conftest import DATA, EUROSAT_GLOB
@@ -50,6 +51,9 @@ def test_derived_data_records_its_origin_and_goes_stale(tmp_path: Path) -> None:
     assert {"predictions/map.parquet", "labels/seeds.parquet", "pyramid/res=5.parquet"} <= set(m.derived)
     assert all(d.fingerprint == m.fingerprint for d in m.derived.values())
     assert level_state(db, 5) == "fresh"
+    con = connect(db, read_only=True)
+    assert con.execute("SELECT count(*) FROM predictions").fetchone()[0] == pq.read_metadata(out).num_rows
+    assert con.execute("SELECT count(DISTINCT resolution) FROM pyramid").fetchone() == (1,)
 
     _build(db, "Highway", finish=None)  # new embeddings, no index built with them
     assert index_state(db) == "stale" and level_state(db, 5) == "stale"
@@ -60,6 +64,9 @@ def test_derived_data_records_its_origin_and_goes_stale(tmp_path: Path) -> None:
     info = db_info(db)
     assert info["stale_predictions"] == ["map.parquet"] and info["stale_pyramid"] == [5]
     assert main(["info", str(db)]) == 0
+    con = connect(db, read_only=True)  # SQL leaves the stale map and level out
+    assert con.execute("SELECT count(*) FROM predictions").fetchone() == (0,)
+    assert "pyramid" not in {r[0] for r in con.execute("SHOW TABLES").fetchall()}
 
 
 def test_overwrite_with_another_model_removes_the_old_models_derived_data(tmp_path: Path) -> None:
