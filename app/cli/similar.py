@@ -142,6 +142,7 @@ def print_frame(df, fmt: str) -> None:  # noqa: ANN001
 def run(args: argparse.Namespace) -> int:
     """Run the query and print the results."""
     from embedder.errors import QueryError
+    from embedder.h3grid import parse_cell
     from index.search import similar
     from index.store import open_index
 
@@ -160,9 +161,8 @@ def run(args: argparse.Namespace) -> int:
     if args.parents < 1:
         raise QueryError(f"--parents {args.parents}: search at least one parent cell")
     flt = filter_from_args(args)
-    vi = open_index(
-        args.db, rebuild=True if args.rebuild_index else None, factory=args.factory, progress=True
-    )
+    if args.cell is not None:
+        parse_cell(args.cell)  # a malformed query is refused before the index is opened
     query = {
         "cell": args.cell,
         "lat": args.lat,
@@ -171,6 +171,9 @@ def run(args: argparse.Namespace) -> int:
         "positives": [parse_example(x) for x in args.positive or []],
         "negatives": [parse_example(x) for x in args.negative or []],
     }
+    vi = open_index(
+        args.db, rebuild=True if args.rebuild_index else None, factory=args.factory, progress=True
+    )
     if args.coarse is None:
         df = similar(vi, k=args.k, flt=None if flt.empty else flt, **query)
     else:

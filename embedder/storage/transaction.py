@@ -106,9 +106,16 @@ class Transaction:
             log.warning("not adopting %s (%s): it is replaced as a whole", self.db, exc)
             return None
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if self._journal is not None:
             self._journal.close()
+            if isinstance(exc, EarthvecError) and self.published is None and exc.args:
+                n = len(self.records)  # say what the failure kept (nothing was published)
+                exc.args = (
+                    f"{exc.args[0]} (nothing was published; the {n} shard(s) finished before the error "
+                    "are kept, so running the same command again resumes after them)",
+                    *exc.args[1:],
+                )
         try:
             if exc_type is not None and self._created and self._journal is None and self.published is None:
                 # a failed first write that finished no shard: leave no folder behind

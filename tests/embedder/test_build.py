@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from bench.bad_files import corrupt_pixels
 from embedder import contract
 from embedder.baseline import ChannelStats
 from embedder.build import SourceSpec, build_db
@@ -150,3 +151,32 @@ def test_landsat_scene_build_measures_partial_chips(tmp_path):
     assert report.resolution == 7 and len(t) == report.rows_written > 30
     assert t[contract.VALID_FRACTION].min() < 1.0 <= t[contract.VALID_FRACTION].max()
     assert str(t[contract.DATETIME].iloc[0].date()) == "2015-08-04"
+
+
+def test_a_bad_file_publishes_nothing_and_the_rerun_resumes(tmp_path):
+    """A corrupt input found mid-build: nothing is published, the finished shards are kept and reused."""
+    import shutil
+
+    from embedder.h3grid import cell_parents
+
+    kw = {"sensor": "sentinel2-l1c-eurosat", "model": "stats", "partition_res": 6}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for f in sorted(glob.glob(str(Path(EUROSAT_GLOB).parent.parent / "Forest" / "*.tif")))[:6]:
+        shutil.copy(f, folder)
+    ref = contract.read_table(build_db(tmp_path / "ref", [str(folder / "*.tif")], **kw).db)
+    parents = cell_parents(ref.column(contract.H3).to_numpy().astype("uint64"), 6)
+    last = Path(ref.column(contract.SOURCE)[int(parents.argmax())].as_py()[0]).name  # its shard runs last
+    good = tmp_path / last
+    shutil.move(folder / last, good)
+    corrupt_pixels(good, folder / last)  # header intact, pixel strips garbage
+    with pytest.raises(RasterError, match=rf"{last}.*nothing was published.*resumes"):
+        build_db(tmp_path / "db", [str(folder / "*.tif")], **kw)
+    m = contract.read_manifest(tmp_path / "db")
+    assert m is None or not m.partitions  # readers see no rows
+    shutil.copy(good, folder / last)  # mend the file
+    r = build_db(tmp_path / "db", [str(folder / "*.tif")], **kw)
+    assert r.shards_skipped >= 1 and r.rows_written < r.rows_planned  # finished shards reused
+    got = contract.read_table(tmp_path / "db")
+    assert got.num_rows == 6 and got.column(contract.H3).equals(ref.column(contract.H3))
+    assert contract.embeddings_matrix(got).tobytes() == contract.embeddings_matrix(ref).tobytes()
