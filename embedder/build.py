@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -184,9 +185,17 @@ def _sensor_signature(row: Row) -> tuple[tuple[str, str], ...]:
     )
 
 
-def embed_rows(rows: list[Row], embedder: Embedder, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Read and embed rows; returns (embeddings (N, D), valid_fraction (N,)) in row order."""
-    pixels = _read_rows(rows)
+def embed_rows(
+    rows: list[Row],
+    embedder: Embedder,
+    batch_size: int = 256,
+    pixels: dict[str, dict[int, np.ndarray]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read and embed rows; returns (embeddings (N, D), valid_fraction (N,)) in row order.
+
+    ``pixels`` (from ``_read_rows``) skips the reading, done elsewhere (a runner's read step).
+    """
+    pixels = _read_rows(rows) if pixels is None else pixels
     emb = np.zeros((len(rows), embedder.dim), dtype=np.float32)
     vf = np.zeros(len(rows), dtype=np.float32)
     groups: dict[tuple[tuple[str, str], ...], list[int]] = defaultdict(list)
@@ -237,6 +246,8 @@ def build_db(
     overwrite: bool = False,
     embedder: Embedder | None = None,
     datetime_window: str | None = None,
+    engine: str = "local",
+    ray: Any = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -255,6 +266,8 @@ def build_db(
         overwrite: replace embeddings already in ``db`` (needed to change model or resolution).
         embedder: an embedder instance to use instead of looking ``model`` up.
         datetime_window: ``START/END`` (ISO, ``..`` open): keep only inputs acquired in it.
+        engine: ``local`` (this process) or ``ray`` (a Ray cluster, see :mod:`embedder.runners`).
+        ray: :class:`~embedder.runners.ray_runner.RayOptions` for ``engine="ray"``.
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
@@ -262,6 +275,13 @@ def build_db(
     Raises:
         EarthvecError: for bad sources, rasters or a model mismatch; nothing is half-written.
     """
+    if engine == "ray":
+        from embedder.runners.source_job import build_db_ray
+
+        return build_db_ray(db, sources, min_valid=min_valid, skip_empty=skip_empty, batch_size=batch_size,
+                            ray=ray, sensor=sensor, bands=bands, res=res, model=model, mode=mode,
+                            partition_res=partition_res, overwrite=overwrite, embedder=embedder,
+                            datetime_window=datetime_window)  # fmt: skip
     t0 = time.perf_counter()
     db = Path(db)
     specs = [s if isinstance(s, SourceSpec) else SourceSpec([s], sensor, bands) for s in sources]

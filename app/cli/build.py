@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -57,6 +57,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-empty", action="store_true", help="drop all-nodata chip files instead of failing")
     p.add_argument("--overwrite", action="store_true", help="replace embeddings already in DB")
     p.add_argument("--list-sensors", action="store_true", help="print the sensor presets and exit")
+    add_engine_arguments(p)
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--address``, ``--workers``, ``--gpus-per-worker`` (see docs/cluster.md)."""
+    g = p.add_argument_group("distributed build (Ray Data; pip install 'earthvec[ray]')")
+    g.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process (default); ray: a Ray cluster (reads as CPU tasks, embedder actors)",
+    )
+    g.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to join (auto, HOST:6379 or ray://HOST:10001; default: start a local one)",
+    )
+    g.add_argument(
+        "--workers", type=int, metavar="N", help="embedder actors (default: one per GPU, or CPUs / 2)"
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        metavar="N",
+        help="GPUs per embedder actor (default 1 when the cluster has GPUs, else CPU actors)",
+    )
+
+
+def ray_options(args: argparse.Namespace) -> Any:
+    """The :class:`~embedder.runners.ray_runner.RayOptions` of the parsed options (None: local)."""
+    if args.engine != "ray":
+        if args.address or args.workers or args.gpus_per_worker is not None:
+            raise SystemExit("earthvec build: --address, --workers and --gpus-per-worker need --engine ray")
+        return None
+    from embedder.runners.ray_runner import RayOptions
+
+    return RayOptions(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         skip_empty=args.skip_empty,
         overwrite=args.overwrite,
         datetime_window=args.datetime,
+        engine=args.engine,
+        ray=ray_options(args),
     )
     print(
         f"built {args.db}: {report.rows_written} rows written in {report.shards_written} shard(s), "
