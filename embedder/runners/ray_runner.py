@@ -97,12 +97,12 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     if ray.is_initialized():
         yield ray
         return
-    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
-    if options.address is None:
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING}
+    if options.address is None:  # "local": a new instance, never one a `ray start` left running
         kwargs["include_dashboard"] = False
     kwargs.update(options.init)
     try:
-        ray.init(address=options.address, **kwargs)
+        ray.init(address=options.address or "local", **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise RayUnavailableError(
             f"cannot join the Ray cluster at {options.address!r} ({exc}); start one with "

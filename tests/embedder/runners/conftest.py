@@ -1,36 +1,20 @@
-"""Helpers of the runner tests: a row digest, shard names, a small local Ray cluster."""
+"""Helpers of the runner tests: a row digest and shard names (from the benchmark), a local Ray."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from embedder import contract
+from bench.ray_bench import rows_digest as digest
+from bench.ray_bench import shard_names
+
+__all__ = ["RAY_CPUS", "digest", "ray_cluster", "shard_names"]
 
 RAY_CPUS = 2  # the CI machine's cores
-
-
-def digest(db: str | Path) -> tuple[str, int]:
-    """SHA-256 of the rows sorted by (h3, datetime): cell id, time and embedding bytes."""
-    t = contract.read_table(db, columns=[contract.H3, contract.DATETIME, contract.EMBEDDING])
-    cells = t.column(0).to_numpy()
-    when = [str(x) for x in t.column(1).to_pylist()]
-    vecs = contract.embeddings_matrix(t)
-    h = hashlib.sha256()
-    for i in sorted(range(len(cells)), key=lambda i: (int(cells[i]), when[i])):
-        h.update(int(cells[i]).to_bytes(8, "little") + when[i].encode() + vecs[i].tobytes())
-    return h.hexdigest(), t.num_rows
-
-
-def shard_names(db: str | Path) -> list[str]:
-    """The shard files of a database relative to it (the deterministic names)."""
-    return [p.relative_to(db).as_posix() for p in contract.embedding_files(db)]
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +29,7 @@ def ray_cluster() -> Iterator[Any]:
         return
     tmp = tempfile.mkdtemp(prefix="evray")  # short: Ray's socket paths must stay under 108 chars
     ray.init(
+        address="local",  # a new instance, never one a `ray start` left running
         num_cpus=RAY_CPUS,
         object_store_memory=256 * 2**20,
         include_dashboard=False,
