@@ -58,7 +58,12 @@ class RayOptions:
         gpus_per_worker: GPUs per embedding actor (fractions share a GPU); None: 1 when the
             cluster has GPUs, else 0 (CPU actors).
         cpus_per_worker: CPUs reserved per embedding actor.
-        read_cpus: CPUs reserved per read or write task.
+        read_cpus: CPUs reserved per read task.
+        write_cpus: CPUs reserved per write task.
+        write_in_actor: write each shard in the embedding actor right after embedding it
+            instead of in a separate task; None: yes for CPU actors (no accelerator to keep
+            busy; saves a task and a copy of the vectors per shard), no for GPU actors (the
+            GPU never waits for Parquet compression).
         prefetch: shards read at once per embedding actor (at least 2; the CPUs left
             beside the actors bound it too).
         init: extra ``ray.init`` arguments for a local instance (e.g. ``num_cpus=2``).
@@ -69,6 +74,8 @@ class RayOptions:
     gpus_per_worker: float | None = None
     cpus_per_worker: float = 1.0
     read_cpus: float = 1.0
+    write_cpus: float = 1.0
+    write_in_actor: bool | None = None
     prefetch: int = 2
     init: dict[str, Any] = field(default_factory=dict)
 
@@ -176,10 +183,11 @@ def _read(table: pa.Table, job: ShardJob) -> pa.Table:
 
 
 class _Embed:
-    """The embedding actor: builds the embedder once, then embeds one shard per call."""
+    """The embedding actor: builds the embedder once, then embeds (and writes) one shard per call."""
 
-    def __init__(self, job: ShardJob) -> None:
+    def __init__(self, job: ShardJob, write: bool) -> None:
         self.job = job
+        self.write = write
         self.error: EarthvecError | None = None
         try:
             self.emb = job.embedder.build()
@@ -190,6 +198,10 @@ class _Embed:
     def __call__(self, table: pa.Table) -> pa.Table:
         if self.error is not None:
             return _step(table, lambda spec, pixels: _raise(self.error))
+        if self.write:
+            return _step(
+                table, lambda spec, pixels: self.job.write(spec, self.job.embed(self.emb, spec, pixels))
+            )
         return _step(table, lambda spec, pixels: self.job.embed(self.emb, spec, pixels))
 
 
@@ -223,15 +235,19 @@ def build_dataset(ray: Any, job: ShardJob, specs: Sequence[Any], options: RayOpt
     # (equal sizes remain only when there are as many shards as actors: nothing to overlap)
     reads = ray.data.TaskPoolStrategy(size=min(len(specs), max(2, options.prefetch) * workers))
     ds = ds.map_batches(_read, fn_kwargs={"job": job}, compute=reads, **task)
+    write_in_actor = options.write_in_actor if options.write_in_actor is not None else gpus == 0
     ds = ds.map_batches(
         _Embed,
-        fn_constructor_kwargs={"job": job},
+        fn_constructor_kwargs={"job": job, "write": write_in_actor},
         compute=ray.data.ActorPoolStrategy(size=workers),
         batch_size=1,
         batch_format="pyarrow",
         num_cpus=options.cpus_per_worker,
         num_gpus=gpus,
     )
+    if write_in_actor:
+        return ds
+    task["num_cpus"] = options.write_cpus
     return ds.map_batches(_write, fn_kwargs={"job": job}, **task)
 
 

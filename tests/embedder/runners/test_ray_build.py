@@ -55,7 +55,8 @@ def test_ray_global_res4_build_equals_the_local_build(tmp_path: Path, ray_cluste
 def test_ray_build_into_a_pyarrow_uri_equals_the_local_build(tmp_path: Path, ray_cluster: Any) -> None:
     src = str(DATA / "eurosat_ms" / "tif" / "Forest" / "*.tif")
     build_db(tmp_path / "local", [src], sensor=SENSOR, model="stats")
-    build_db((tmp_path / "uri").as_uri(), [src], sensor=SENSOR, model="stats", engine="ray")
+    opts = RayOptions(write_in_actor=False)  # the write tasks of GPU clusters
+    build_db((tmp_path / "uri").as_uri(), [src], sensor=SENSOR, model="stats", engine="ray", ray=opts)
     assert digest(tmp_path / "uri") == digest(tmp_path / "local")
     assert shard_names(tmp_path / "uri") == shard_names(tmp_path / "local")
     assert (tmp_path / "uri" / contract.BUILD_STATE).exists()
@@ -90,10 +91,15 @@ def test_reads_run_as_tasks_ahead_of_the_embedding_actors(tmp_path: Path, ray_cl
     store = ShardStore(tmp_path / "db")
     src = str(DATA / "eurosat_ms" / "tif" / "River" / "*.tif")
     meta, spec, shards, _ = plan_source_build(store, [src], sensor=SENSOR, model="stats")
-    ds = build_dataset(ray_cluster, SourceJob(spec, store, meta), shards, RayOptions())
-    rows = ds.take_all()
-    assert len(rows) == len(shards) and len(store.list_dir(str(Path(shards[0].name).parent))) == 1
-    stats = ds.stats()
-    # three operators: the reads were not fused into the actor stage
-    assert "MapBatches(_read)" in stats and "MapBatches(_Embed)" in stats
-    assert "MapBatches(_read)->MapBatches(_Embed)" not in stats
+    assert len(shards) > 2  # more shards than actors: something to prefetch
+    for write_in_actor in (True, False):
+        opts = RayOptions(write_in_actor=write_in_actor)
+        ds = build_dataset(ray_cluster, SourceJob(spec, store, meta), shards, opts)
+        rows = ds.take_all()
+        assert len(rows) == len(shards) and not any(r["error"] for r in rows)
+        assert all(store.exists(s.name) for s in shards)
+        stats = ds.stats()
+        # the reads were not fused into the actor stage; writes run as tasks only when asked
+        assert "MapBatches(_read)" in stats and "MapBatches(_Embed)" in stats
+        assert "MapBatches(_read)->MapBatches(_Embed)" not in stats
+        assert ("MapBatches(_write)" in stats) is not write_in_actor
