@@ -72,23 +72,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def cases(a: argparse.Namespace, data: Path) -> dict[str, Callable[[Path, str], Any]]:
-    """Build name -> ``build(db, engine)``."""
+def cases(a: argparse.Namespace, data: Path) -> dict[str, dict[str, Callable[[Path], Any]]]:
+    """Build name -> runner name -> ``build(db)``.
+
+    Runners: ``local`` (the default local runner), ``local-Nproc`` (the global build's own
+    ``workers=N`` forked processes, N = ``--cpus``) and ``ray``.
+    """
     from embedder.build import build_db
     from embedder.globe.build import build_global_db
     from embedder.registry import DEFAULT_MODEL
 
     model = a.model or DEFAULT_MODEL
     res = a.global_res if a.global_res is not None else (3 if a.quick else 4)
-    eurosat = str(data / "eurosat_ms" / "tif" / "**" / "*.tif")
+    eurosat = [str(data / "eurosat_ms" / "tif" / "**" / "*.tif")]
+    es = {"sensor": "sentinel2-l1c-eurosat", "model": model}
+    gl = {"res": res, "model": model, "root": data / "global", "progress": False}
+    return {
+        "eurosat": {
+            "local": lambda db: build_db(db, eurosat, **es),
+            "ray": lambda db: build_db(db, eurosat, engine="ray", **es),
+        },
+        f"global-res{res}": {
+            "local": lambda db: build_global_db(db, **gl),
+            f"local-{a.cpus}proc": lambda db: forked_global_build(db, a.cpus, gl),
+            "ray": lambda db: build_global_db(db, engine="ray", **gl),
+        },
+    }
 
-    def build_eurosat(db: Path, engine: str) -> Any:
-        return build_db(db, [eurosat], sensor="sentinel2-l1c-eurosat", model=model, engine=engine)
 
-    def build_global(db: Path, engine: str) -> Any:
-        return build_global_db(db, res=res, model=model, root=data / "global", progress=False, engine=engine)
+def forked_global_build(db: Path, workers: int, kwargs: dict[str, Any]) -> Any:
+    """``build_global_db(workers=N)`` run in a fresh process; returns its report.
 
-    return {"eurosat": build_eurosat, f"global-res{res}": build_global}
+    It forks, and forking a process that joined Ray is unsafe. The report's ``seconds`` (the
+    build call, timed inside that process) is what the benchmark records for it.
+    """
+    import subprocess
+
+    from embedder.contract import BuildReport
+
+    args = f"workers={workers}, res={kwargs['res']}, model={kwargs['model']!r}, progress=False"
+    code = (
+        "import json\nfrom embedder.globe.build import build_global_db\n"
+        f"r = build_global_db({str(db)!r}, root={str(kwargs['root'])!r}, {args})\n"
+        "print(json.dumps(r.to_dict()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    d = json.loads(out.strip().splitlines()[-1])
+    d.pop("rows_per_second", None)
+    return BuildReport(**d)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,40 +165,43 @@ def main(argv: list[str] | None = None) -> int:
     log(f"local Ray instance with {a.cpus} CPUs and Ray Data up in {start_s:.1f} s")
     failed = False
     try:
-        for name, build in cases(a, data).items():
-            secs: dict[str, list[float]] = {"local": [], "ray": []}
+        for name, runners in cases(a, data).items():
+            secs: dict[str, list[float]] = {r: [] for r in runners}
             dbs: dict[str, Path] = {}
-            for r in range(repeat):
-                for engine in ("local", "ray") if r % 2 == 0 else ("ray", "local"):
-                    db = work / f"{name}-{engine}-{r}"
+            for rep in range(repeat):
+                order = list(runners)[rep % len(runners) :] + list(runners)[: rep % len(runners)]
+                for runner in order:  # each repeat starts with another runner
+                    db = work / f"{name}-{runner}-{rep}"
                     t = time.perf_counter()
-                    report = build(db, engine)
-                    secs[engine].append(time.perf_counter() - t)
-                    log(f"{name} {engine}: {report.rows_written} rows in {secs[engine][-1]:.1f} s")
-                    if r == 0:
-                        dbs[engine] = db
+                    report = runners[runner](db)
+                    took = time.perf_counter() - t
+                    secs[runner].append(report.seconds if runner.endswith("proc") else took)
+                    log(f"{name} {runner}: {report.rows_written} rows in {secs[runner][-1]:.1f} s")
+                    if rep == 0:
+                        dbs[runner] = db
                     else:
                         shutil.rmtree(db, ignore_errors=True)
-            (dl, nl), (dr, nr) = rows_digest(dbs["local"]), rows_digest(dbs["ray"])
-            same_rows, same_names = dl == dr, shard_names(dbs["local"]) == shard_names(dbs["ray"])
+            digests = {r: rows_digest(db) for r, db in dbs.items()}
+            names = {r: shard_names(db) for r, db in dbs.items()}
+            same_rows = all(d == digests["local"] for d in digests.values())
+            same_names = all(n == names["local"] for n in names.values())
             failed |= not (same_rows and same_names)
-            local_s, ray_s = statistics.median(secs["local"]), statistics.median(secs["ray"])
-            results["builds"].append(
-                {
-                    "build": name,
-                    "rows": nl,
-                    "rows_ray": nr,
-                    "shards": len(shard_names(dbs["local"])),
-                    "identical_rows": same_rows,
-                    "same_shard_names": same_names,
-                    "digest_local": dl,
-                    "digest_ray": dr,
-                    "local_seconds": [round(s, 2) for s in secs["local"]],
-                    "ray_seconds": [round(s, 2) for s in secs["ray"]],
-                    "overhead_ratio": round(ray_s / local_s, 3),
-                    "overhead_ratio_with_start": round((ray_s + start_s) / local_s, 3),
-                }
-            )
+            med = {r: statistics.median(v) for r, v in secs.items()}
+            row: dict[str, Any] = {
+                "build": name,
+                "rows": digests["local"][1],
+                "shards": len(names["local"]),
+                "identical_rows": same_rows,
+                "same_shard_names": same_names,
+                "digests": {r: d[0] for r, d in digests.items()},
+                "seconds": {r: [round(x, 2) for x in v] for r, v in secs.items()},
+                "overhead_ratio": round(med["ray"] / med["local"], 3),
+                "overhead_ratio_with_start": round((med["ray"] + start_s) / med["local"], 3),
+            }
+            parallel = [r for r in runners if r.endswith("proc")]
+            if parallel:
+                row["ratio_to_" + parallel[0]] = round(med["ray"] / med[parallel[0]], 3)
+            results["builds"].append(row)
             for db in dbs.values():
                 shutil.rmtree(db, ignore_errors=True)
     finally:
@@ -185,17 +219,20 @@ def print_table(results: dict[str, Any]) -> None:
     """The comparison as a text table."""
     print(
         f"\nRay runner vs local runner ({results['machine']['ray_cpus']} CPUs; median of "
-        f"{results['repeat']}; Ray start {results['ray_start_seconds']:.1f} s, counted in the last column)"
+        f"{results['repeat']}; Ray start {results['ray_start_seconds']:.1f} s, counted in '+start')"
     )
-    head = f"{'build':14s} {'rows':>7s} {'shards':>6s} {'identical':>9s} {'local s':>8s} {'ray s':>7s}"
-    print(head + f" {'ray/local':>9s} {'+start':>7s}")
+    print(
+        f"{'build':14s} {'rows':>7s} {'shards':>6s} {'identical':>9s} {'local s':>8s} {'ray s':>7s} "
+        f"{'ray/local':>9s} {'+start':>7s}  local, N processes"
+    )
     for b in results["builds"]:
         ident = "yes" if b["identical_rows"] and b["same_shard_names"] else "NO"
-        local_s = statistics.median(b["local_seconds"])
-        ray_s = statistics.median(b["ray_seconds"])
+        med = {r: statistics.median(v) for r, v in b["seconds"].items()}
+        extra = [f"{r}: {med[r]:.1f} s, ray/it {b['ratio_to_' + r]:.2f}x" for r in med if r.endswith("proc")]
         print(
-            f"{b['build']:14s} {b['rows']:7d} {b['shards']:6d} {ident:>9s} {local_s:8.1f} {ray_s:7.1f} "
-            f"{b['overhead_ratio']:8.2f}x {b['overhead_ratio_with_start']:6.2f}x"
+            f"{b['build']:14s} {b['rows']:7d} {b['shards']:6d} {ident:>9s} {med['local']:8.1f} "
+            f"{med['ray']:7.1f} {b['overhead_ratio']:8.2f}x {b['overhead_ratio_with_start']:6.2f}x  "
+            + ("; ".join(extra) or "-")
         )
     m = results["machine"]
     print(

@@ -20,6 +20,7 @@ from tests.embedder.conftest import rewrite
 from tests.embedder.runners.conftest import digest, shard_names
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.ray
 
 SENSOR = "sentinel2-l1c-eurosat"
 

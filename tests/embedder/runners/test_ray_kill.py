@@ -25,7 +25,7 @@ from tests.conftest import DATA, ROOT
 from tests.embedder.runners.conftest import RAY_CPUS, digest, shard_names
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 CELLS = 30_000
 BUILD = {"res": 4, "limit": CELLS, "progress": False, "root": str(DATA / "global")}
