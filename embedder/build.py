@@ -282,6 +282,8 @@ def build_db(
                             ray=ray, sensor=sensor, bands=bands, res=res, model=model, mode=mode,
                             partition_res=partition_res, overwrite=overwrite, embedder=embedder,
                             datetime_window=datetime_window)  # fmt: skip
+    if engine != "local":
+        raise ValueError(f"engine {engine!r} is unknown; use 'local' or 'ray'")
     t0 = time.perf_counter()
     db = Path(db)
     specs = [s if isinstance(s, SourceSpec) else SourceSpec([s], sensor, bands) for s in sources]

@@ -211,6 +211,8 @@ def build_global_db(
 
         return build_global_db_ray(db, res, model, limit, land_only, root, batch_size, progress,
                                    embedder, layers, ray)  # fmt: skip
+    if engine != "local":
+        raise ValueError(f"engine {engine!r} is unknown; use 'local' or 'ray'")
     t0 = time.perf_counter()
     db = Path(db)
     prt = global_partition_res(res)
