@@ -81,6 +81,8 @@ def cases(a: argparse.Namespace, data: Path) -> dict[str, dict[str, Callable[[Pa
     from embedder.build import build_db
     from embedder.globe.build import build_global_db
     from embedder.registry import DEFAULT_MODEL
+    from embedder.runners.globe_job import build_global_db_ray
+    from embedder.runners.source_job import build_db_ray
 
     model = a.model or DEFAULT_MODEL
     res = a.global_res if a.global_res is not None else (3 if a.quick else 4)
@@ -90,12 +92,12 @@ def cases(a: argparse.Namespace, data: Path) -> dict[str, dict[str, Callable[[Pa
     return {
         "eurosat": {
             "local": lambda db: build_db(db, eurosat, **es),
-            "ray": lambda db: build_db(db, eurosat, engine="ray", **es),
+            "ray": lambda db: build_db_ray(db, eurosat, **es),
         },
         f"global-res{res}": {
             "local": lambda db: build_global_db(db, **gl),
             f"local-{a.cpus}proc": lambda db: forked_global_build(db, a.cpus, gl),
-            "ray": lambda db: build_global_db(db, engine="ray", **gl),
+            "ray": lambda db: build_global_db_ray(db, **gl),
         },
     }
 

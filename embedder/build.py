@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -246,8 +245,6 @@ def build_db(
     overwrite: bool = False,
     embedder: Embedder | None = None,
     datetime_window: str | None = None,
-    engine: str = "local",
-    ray: Any = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -266,8 +263,6 @@ def build_db(
         overwrite: replace embeddings already in ``db`` (needed to change model or resolution).
         embedder: an embedder instance to use instead of looking ``model`` up.
         datetime_window: ``START/END`` (ISO, ``..`` open): keep only inputs acquired in it.
-        engine: ``local`` (this process) or ``ray`` (a Ray cluster, see :mod:`embedder.runners`).
-        ray: :class:`~embedder.runners.ray_runner.RayOptions` for ``engine="ray"``.
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
@@ -275,15 +270,6 @@ def build_db(
     Raises:
         EarthvecError: for bad sources, rasters or a model mismatch; nothing is half-written.
     """
-    if engine == "ray":
-        from embedder.runners.source_job import build_db_ray
-
-        return build_db_ray(db, sources, min_valid=min_valid, skip_empty=skip_empty, batch_size=batch_size,
-                            ray=ray, sensor=sensor, bands=bands, res=res, model=model, mode=mode,
-                            partition_res=partition_res, overwrite=overwrite, embedder=embedder,
-                            datetime_window=datetime_window)  # fmt: skip
-    if engine != "local":
-        raise ValueError(f"engine {engine!r} is unknown; use 'local' or 'ray'")
     t0 = time.perf_counter()
     db = Path(db)
     specs = [s if isinstance(s, SourceSpec) else SourceSpec([s], sensor, bands) for s in sources]

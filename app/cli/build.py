@@ -135,19 +135,22 @@ def run(args: argparse.Namespace) -> int:
             sensor=pick(sensors, 0) if not sources else None,
         )
         specs.append(SourceSpec([], items=stac_items(query)))
-    report = build_db(
-        args.db,
-        specs,
-        res=args.res,
-        model=args.model or DEFAULT_MODEL,
-        mode=args.mode,
-        min_valid=args.min_valid,
-        skip_empty=args.skip_empty,
-        overwrite=args.overwrite,
-        datetime_window=args.datetime,
-        engine=args.engine,
-        ray=ray_options(args),
-    )
+    options = {
+        "res": args.res,
+        "model": args.model or DEFAULT_MODEL,
+        "mode": args.mode,
+        "min_valid": args.min_valid,
+        "skip_empty": args.skip_empty,
+        "overwrite": args.overwrite,
+        "datetime_window": args.datetime,
+    }
+    cluster = ray_options(args)
+    if cluster is not None:
+        from embedder.runners.source_job import build_db_ray
+
+        report = build_db_ray(args.db, specs, ray=cluster, **options)
+    else:
+        report = build_db(args.db, specs, **options)
     print(
         f"built {args.db}: {report.rows_written} rows written in {report.shards_written} shard(s), "
         f"{report.shards_skipped} shard(s) already done, {report.rows_dropped_empty} empty chip(s) dropped, "

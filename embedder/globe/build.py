@@ -176,8 +176,6 @@ def build_global_db(
     progress: bool = True,
     embedder: Embedder | None = None,
     layers: GlobalLayers | None = None,
-    engine: str = "local",
-    ray: Any = None,
 ) -> BuildReport:
     """Build (or resume) a global database from the whole-Earth layers.
 
@@ -196,9 +194,6 @@ def build_global_db(
         progress: show a tqdm bar.
         embedder: an embedder instance to use instead of looking ``model`` up.
         layers: already loaded layers (reused between builds).
-        engine: ``local`` (this process, ``workers``) or ``ray`` (a Ray cluster; see
-            :mod:`embedder.runners`; ``workers`` is then ignored).
-        ray: :class:`~embedder.runners.ray_runner.RayOptions` for ``engine="ray"``.
 
     Returns:
         A :class:`~embedder.build.BuildReport`, also written to ``DB/build.json``.
@@ -206,13 +201,6 @@ def build_global_db(
     Raises:
         EarthvecError: missing layers, bad resolution, or a database of another model.
     """
-    if engine == "ray":
-        from embedder.runners.globe_job import build_global_db_ray
-
-        return build_global_db_ray(db, res, model, limit, land_only, root, batch_size, progress,
-                                   embedder, layers, ray)  # fmt: skip
-    if engine != "local":
-        raise ValueError(f"engine {engine!r} is unknown; use 'local' or 'ray'")
     t0 = time.perf_counter()
     db = Path(db)
     prt = global_partition_res(res)

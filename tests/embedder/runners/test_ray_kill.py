@@ -21,6 +21,7 @@ import pytest
 
 from embedder import contract
 from embedder.globe.build import build_global_db
+from embedder.runners.globe_job import build_global_db_ray
 from tests.conftest import DATA, ROOT
 from tests.embedder.runners.conftest import RAY_CPUS, digest, shard_names
 
@@ -65,11 +66,11 @@ def test_killed_driver_rerun_finishes_and_equals_local(
 ) -> None:
     db = tmp_path / "db"
     code = (
-        "from embedder.globe.build import build_global_db\n"
+        "from embedder.runners.globe_job import build_global_db_ray\n"
         "from embedder.runners.ray_runner import RayOptions\n"
         f"opts = RayOptions(init=dict(num_cpus={RAY_CPUS}, object_store_memory=256 * 2**20, "
         "log_to_driver=False))\n"
-        f"build_global_db({str(db)!r}, engine='ray', ray=opts, **{BUILD!r})\n"
+        f"build_global_db_ray({str(db)!r}, ray=opts, **{BUILD!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
     driver = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
@@ -89,7 +90,7 @@ def test_killed_driver_rerun_finishes_and_equals_local(
     assert driver.returncode == -signal.SIGKILL
     assert 2 <= at_kill < len(local[1]) and not (db / contract.BUILD_STATE).exists()
     request.getfixturevalue("ray_cluster")  # the rerun's Ray, started once the killed one is gone
-    report = build_global_db(db, engine="ray", **BUILD)  # type: ignore[arg-type]
+    report = build_global_db_ray(db, **BUILD)  # type: ignore[arg-type]
     assert report.shards_skipped >= at_kill and report.shards_skipped + report.shards_written == len(local[1])
     _check_rows(db, local)
 
@@ -113,7 +114,7 @@ def test_killed_embedding_actor_rerun_finishes_and_equals_local(
     killer = threading.Thread(target=kill_actor, daemon=True)
     killer.start()
     try:
-        first = build_global_db(db, engine="ray", **BUILD)  # type: ignore[arg-type]
+        first = build_global_db_ray(db, **BUILD)  # type: ignore[arg-type]
         first_error = None
     except Exception as exc:  # Ray may give up on the shard; the rerun must then finish it
         first, first_error = None, exc
@@ -123,6 +124,6 @@ def test_killed_embedding_actor_rerun_finishes_and_equals_local(
     assert restarts >= 1 or first_error is not None  # Ray restarted the actor, or the run failed
     if first is not None:  # Ray restarted the actor and retried its shard: nothing lost in this run
         assert first.shards_written == len(local[1]) and first.rows_written == CELLS
-    report = build_global_db(db, engine="ray", **BUILD)  # type: ignore[arg-type]
+    report = build_global_db_ray(db, **BUILD)  # type: ignore[arg-type]
     assert report.shards_skipped + report.shards_written == len(local[1])
     _check_rows(db, local)
