@@ -7,9 +7,11 @@ rerun must finish with every row exactly once and equal the local build row for 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -65,11 +67,12 @@ def test_killed_driver_rerun_finishes_and_equals_local(
     tmp_path: Path, local: tuple[tuple[str, int], list[str]], request: pytest.FixtureRequest
 ) -> None:
     db = tmp_path / "db"
+    logs = tempfile.mkdtemp(prefix="evray")  # short: Ray's socket paths must stay under 108 chars
     code = (
         "from embedder.runners.globe_job import build_global_db_ray\n"
         "from embedder.runners.ray_runner import RayOptions\n"
         f"opts = RayOptions(init=dict(num_cpus={RAY_CPUS}, object_store_memory=256 * 2**20, "
-        "log_to_driver=False))\n"
+        f"log_to_driver=False, _temp_dir={logs!r}))\n"
         f"build_global_db_ray({str(db)!r}, ray=opts, **{BUILD!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
@@ -87,6 +90,7 @@ def test_killed_driver_rerun_finishes_and_equals_local(
         _, alive = psutil.wait_procs(ours, timeout=15)
         for p in alive:  # Ray's node agents outlive a killed driver: end them by pid
             p.kill()
+        shutil.rmtree(logs, ignore_errors=True)
     assert driver.returncode == -signal.SIGKILL
     assert 2 <= at_kill < len(local[1]) and not (db / contract.BUILD_STATE).exists()
     request.getfixturevalue("ray_cluster")  # the rerun's Ray, started once the killed one is gone
