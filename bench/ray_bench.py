@@ -55,8 +55,9 @@ def rows_digest(db: str | Path) -> tuple[str, int]:
 
 
 def shard_names(db: str | Path) -> list[str]:
-    """The shard files of a database relative to it (the deterministic names)."""
-    return [p.relative_to(db).as_posix() for p in contract.embedding_files(db)]
+    """The embeddings files the published manifest lists (deterministic names), sorted."""
+    manifest = contract.read_manifest(db)
+    return sorted(f.path for f in manifest.files()) if manifest is not None else []
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -81,8 +82,6 @@ def cases(a: argparse.Namespace, data: Path) -> dict[str, dict[str, Callable[[Pa
     from embedder.build import build_db
     from embedder.globe.build import build_global_db
     from embedder.registry import DEFAULT_MODEL
-    from embedder.runners.globe_job import build_global_db_ray
-    from embedder.runners.source_job import build_db_ray
 
     model = a.model or DEFAULT_MODEL
     res = a.global_res if a.global_res is not None else (3 if a.quick else 4)
@@ -92,12 +91,12 @@ def cases(a: argparse.Namespace, data: Path) -> dict[str, dict[str, Callable[[Pa
     return {
         "eurosat": {
             "local": lambda db: build_db(db, eurosat, **es),
-            "ray": lambda db: build_db_ray(db, eurosat, **es),
+            "ray": lambda db: build_db(db, eurosat, engine="ray", **es),
         },
         f"global-res{res}": {
             "local": lambda db: build_global_db(db, **gl),
             f"local-{a.cpus}proc": lambda db: forked_global_build(db, a.cpus, gl),
-            "ray": lambda db: build_global_db_ray(db, **gl),
+            "ray": lambda db: build_global_db(db, engine="ray", **gl),
         },
     }
 

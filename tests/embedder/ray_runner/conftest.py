@@ -1,4 +1,4 @@
-"""Helpers of the runner tests: a row digest and shard names (from the benchmark), a local Ray."""
+"""Helpers of the Ray runner tests: a row digest and manifest names (from the benchmark), a local Ray."""
 
 from __future__ import annotations
 

@@ -1,43 +1,48 @@
-"""Run a build's shards as a Ray Data pipeline on a local or remote Ray cluster.
+"""The Ray runner: a build's shard specs as a Ray Data pipeline on a local or remote cluster.
 
-One row of the dataset is one shard spec. Three operators stream it::
+:func:`run_ray` has the shape of :func:`~embedder.runner.run_local`: it takes the same
+shard specs (:class:`~embedder.raster_shard.RasterShard`,
+:class:`~embedder.globe.shards.GlobalShard`) and :class:`~embedder.shard.EmbedderSpec`,
+and hands each :class:`~embedder.shard.ShardResult` to ``on_result`` on the driver, which
+records it in its :class:`~embedder.storage.Transaction`. One dataset row is one shard::
 
-    from_items(specs) -> read (CPU tasks) -> embed (actor pool) -> write (CPU tasks) -> driver
+    from_items(specs) -> read (CPU tasks) -> compute (actor pool) [-> write (CPU tasks)] -> driver
 
-* **read**: ``job.read(spec)`` runs as Ray tasks (``read_cpus`` each) ahead of the
-  embedder; Ray Data's streaming executor keeps several shards read while the actors
-  embed (prefetch), with backpressure on the object store;
-* **embed**: ``map_batches`` with a callable class: each actor builds the embedder once
-  from ``job.embedder`` and embeds one shard per call. ``num_gpus`` per actor when the
-  cluster has GPUs (one actor per GPU by default), CPU actors otherwise;
-* **write**: ``job.write(spec, vectors)`` runs as Ray tasks and writes one shard file under
-  the spec's deterministic name (local path or pyarrow filesystem URI), returning a small
-  :class:`~embedder.runners.interface.ShardResult` that streams back to the driver.
+* **read**: ``spec.read()`` (raster reads, global chips) runs as Ray tasks ahead of the
+  actors; the streaming executor keeps a few shards read while the actors embed (prefetch),
+  with backpressure on the object store;
+* **compute**: ``map_batches`` with a callable class; each actor loads the embedder once
+  (``EmbedderSpec.load()``), checks it is the version the driver planned, and runs
+  ``spec.compute(payload, embedder, batch_size)``; ``num_gpus`` per actor when the cluster
+  has GPUs, CPU actors otherwise;
+* **write**: :func:`~embedder.storage.shardfile.write_shard_file` to ``spec.target`` (no
+  lock needed), in the CPU actor right after computing, or in a CPU task after a GPU actor
+  (the GPU never waits for Parquet compression). Only the small result travels back.
 
-Fault tolerance is Ray's: a killed actor is restarted and its shard retried, a killed task
-is retried. Output order is not kept (not needed: names are deterministic), and a shard
-file appears only once written whole, so a rerun after a killed driver skips the shards on
-disk and writes the rest: the result equals a single-machine build row for row.
-
-Ray is imported only here (the ``ray`` extra: ``pip install "earthvec[ray]"``).
+Fault tolerance is Ray's (a killed actor is restarted and its shard retried, a killed task
+retried). Shard file names are deterministic and the driver journals every result it
+records, so a rerun after a killed driver skips the journaled shards, rewrites the others
+under the same names and, once it commits, the storage sweep removes anything left over.
+An earthvec error in a worker (a bad raster, another model version) travels to the driver
+as data and is raised there as itself. Ray is imported only here (the ``ray`` extra).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import pickle
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
-from embedder.errors import EarthvecError
-from embedder.runners.interface import ShardJob, ShardResult
+from embedder.errors import EarthvecError, ModelMismatchError
+from embedder.interface import model_id
+from embedder.shard import EmbedderSpec, ShardOutput, ShardResult, ShardSpec, run_shard, write_output
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ class RayOptions:
 
     Attributes:
         address: cluster address (``auto``, ``HOST:6379``, ``ray://HOST:10001``); None starts a
-            local Ray instance on this machine (or reuses the one this process already joined).
+            local Ray instance for the build (or reuses the one this process already joined).
         workers: embedding actors (default: one per GPU, or CPUs / (``cpus_per_worker`` +
             ``read_cpus``) without GPUs).
         gpus_per_worker: GPUs per embedding actor (fractions share a GPU); None: 1 when the
@@ -60,12 +65,9 @@ class RayOptions:
         cpus_per_worker: CPUs reserved per embedding actor.
         read_cpus: CPUs reserved per read task.
         write_cpus: CPUs reserved per write task.
-        write_in_actor: write each shard in the embedding actor right after embedding it
-            instead of in a separate task; None: yes for CPU actors (no accelerator to keep
-            busy; saves a task and a copy of the vectors per shard), no for GPU actors (the
-            GPU never waits for Parquet compression).
-        prefetch: shards read at once per embedding actor (at least 2; the CPUs left
-            beside the actors bound it too).
+        write_in_actor: write each shard in the actor right after computing it; None: yes
+            for CPU actors (a task and a copy of the table less per shard), no for GPU actors.
+        prefetch: read tasks per embedding actor (at least 2).
         init: extra ``ray.init`` arguments for a local instance (e.g. ``num_cpus=2``).
     """
 
@@ -80,7 +82,12 @@ class RayOptions:
     init: dict[str, Any] = field(default_factory=dict)
 
 
-def _import_ray() -> Any:
+def import_ray() -> Any:
+    """The ``ray`` module with Ray Data.
+
+    Raises:
+        RayUnavailableError: Ray is not installed.
+    """
     try:
         import ray
         import ray.data  # noqa: F401
@@ -100,7 +107,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
     Raises:
         RayUnavailableError: when Ray is missing or the address cannot be reached.
     """
-    ray = _import_ray()
+    ray = import_ray()
     if ray.is_initialized():
         yield ray
         return
@@ -145,11 +152,7 @@ def plan_resources(cluster: dict[str, float], options: RayOptions) -> tuple[int,
 
 
 def _row(spec: bytes, data: bytes = b"", seconds: float = 0.0, error: bytes = b"") -> pa.Table:
-    """One dataset row of one shard.
-
-    Columns: the pickled spec, the pickled output of the last step, the seconds spent in the
-    steps so far, and the pickled earthvec error of a failed step (empty when none).
-    """
+    """One dataset row: pickled spec, pickled output of the last step, seconds so far, error."""
     blob = pa.large_binary()
     return pa.table(
         {
@@ -162,7 +165,7 @@ def _row(spec: bytes, data: bytes = b"", seconds: float = 0.0, error: bytes = b"
 
 
 def _step(table: pa.Table, fn: Callable[[Any, Any], Any]) -> pa.Table:
-    """Apply ``fn(spec, data)`` to a one-row batch.
+    """Apply ``fn(spec, data)`` to a one-row batch, adding its time to the row's seconds.
 
     An earthvec error (a bad input: deterministic, not worth a retry) travels on to the
     driver as data, which raises it; Ray would only hand the driver its text.
@@ -178,39 +181,40 @@ def _step(table: pa.Table, fn: Callable[[Any, Any], Any]) -> pa.Table:
     return _row(spec, pickle.dumps(out, protocol=5), seconds + time.perf_counter() - t)
 
 
-def _read(table: pa.Table, job: ShardJob) -> pa.Table:
-    return _step(table, lambda spec, _: job.read(spec))
+def _read(table: pa.Table) -> pa.Table:
+    return _step(table, lambda spec, _: spec.read())
 
 
-class _Embed:
-    """The embedding actor: builds the embedder once, then embeds (and writes) one shard per call."""
+class _Compute:
+    """The embedding actor: loads the embedder once, then computes (and writes) one shard per call."""
 
-    def __init__(self, job: ShardJob, write: bool) -> None:
-        self.job = job
+    def __init__(self, embedder: EmbedderSpec, instance: Any, expect: str, write: bool) -> None:
+        self.spec = dataclasses.replace(embedder, instance=instance) if instance is not None else embedder
         self.write = write
         self.error: EarthvecError | None = None
         try:
-            self.emb = job.embedder.build()
-        except EarthvecError as exc:  # e.g. other weights on this machine: reported per shard
+            got = model_id(self.spec.load())
+            if got != expect:
+                raise ModelMismatchError(
+                    f"this Ray worker builds {got} but the driver planned {expect}; install the same "
+                    "earthvec version and model weights on every worker"
+                )
+        except EarthvecError as exc:  # reported per shard, so the driver raises it as itself
             self.error = exc
-        log.info("embedding actor %d ready (%s)", os.getpid(), job.embedder.expect)
+
+    def _run(self, spec: ShardSpec, payload: Any) -> ShardResult | ShardOutput:
+        if self.error is not None:
+            raise self.error
+        if self.write:
+            return run_shard(spec, self.spec, payload)
+        return spec.compute(payload, self.spec.load(), self.spec.batch_size)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        if self.error is not None:
-            return _step(table, lambda spec, pixels: _raise(self.error))
-        if self.write:
-            return _step(
-                table, lambda spec, pixels: self.job.write(spec, self.job.embed(self.emb, spec, pixels))
-            )
-        return _step(table, lambda spec, pixels: self.job.embed(self.emb, spec, pixels))
+        return _step(table, self._run)
 
 
-def _raise(exc: BaseException | None) -> None:
-    raise exc if exc is not None else RuntimeError("no error")
-
-
-def _write(table: pa.Table, job: ShardJob) -> pa.Table:
-    return _step(table, lambda spec, vectors: job.write(spec, vectors))
+def _write(table: pa.Table) -> pa.Table:
+    return _step(table, write_output)
 
 
 def _quiet(ray: Any) -> None:
@@ -222,23 +226,29 @@ def _quiet(ray: Any) -> None:
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "bars disabled"
 
 
-def build_dataset(ray: Any, job: ShardJob, specs: Sequence[Any], options: RayOptions) -> Any:
-    """The Ray dataset whose rows are the records of the written shards (lazy)."""
+def build_dataset(ray: Any, specs: Sequence[ShardSpec], embedder: EmbedderSpec, options: RayOptions) -> Any:
+    """The (lazy) Ray dataset whose rows carry the pickled results of the written shards."""
     workers, gpus = plan_resources(ray.cluster_resources(), options)
     workers = min(workers, len(specs))  # no idle actors
+    expect = model_id(embedder.load())
     items = [{"spec": pickle.dumps(s, protocol=5), "data": b"", "seconds": 0.0, "error": b""} for s in specs]
     ds = ray.data.from_items(items, override_num_blocks=len(items))
     task = {"batch_size": 1, "batch_format": "pyarrow", "num_cpus": options.read_cpus}
     # a read-task pool of another size than the actor pool also keeps Ray Data from fusing
     # the reads into the actors (it fuses task -> actor stages of equal size and resources),
     # which would run them in the embedder's process, one after the other with embedding
-    # (equal sizes remain only when there are as many shards as actors: nothing to overlap)
     reads = ray.data.TaskPoolStrategy(size=min(len(specs), max(2, options.prefetch) * workers))
-    ds = ds.map_batches(_read, fn_kwargs={"job": job}, compute=reads, **task)
+    ds = ds.map_batches(_read, compute=reads, **task)
     write_in_actor = options.write_in_actor if options.write_in_actor is not None else gpus == 0
+    shipped = dataclasses.replace(embedder, instance=None)  # the instance travels on its own
     ds = ds.map_batches(
-        _Embed,
-        fn_constructor_kwargs={"job": job, "write": write_in_actor},
+        _Compute,
+        fn_constructor_kwargs={
+            "embedder": shipped,
+            "instance": embedder.instance,
+            "expect": expect,
+            "write": write_in_actor,
+        },
         compute=ray.data.ActorPoolStrategy(size=workers),
         batch_size=1,
         batch_format="pyarrow",
@@ -248,41 +258,36 @@ def build_dataset(ray: Any, job: ShardJob, specs: Sequence[Any], options: RayOpt
     if write_in_actor:
         return ds
     task["num_cpus"] = options.write_cpus
-    return ds.map_batches(_write, fn_kwargs={"job": job}, **task)
+    return ds.map_batches(_write, **task)
 
 
 def run_ray(
-    job: ShardJob,
-    specs: Sequence[Any],
+    specs: Iterable[ShardSpec],
+    embedder: EmbedderSpec,
+    on_result: Callable[[ShardResult], None],
+    *,
     options: RayOptions | None = None,
-    on_result: Callable[[ShardResult], None] | None = None,
-) -> list[ShardResult]:
-    """Run every spec's read, embed and write on Ray; records stream back as shards finish.
+) -> None:
+    """Run every shard of ``specs`` on Ray (see the module docstring); results stream back.
 
     Args:
-        job: the build's steps (pickled to the workers).
-        specs: shard specs (only the unfinished ones); their ``name`` must be deterministic.
+        specs: shards to run (drawn here, on the driver, before Ray starts).
+        embedder: the model; an instance travels to the actors pickled, a name is loaded there.
+        on_result: called on the driver with each result, in completion order.
         options: cluster and resource options.
-        on_result: called on the driver with each record as soon as its shard is written.
-
-    Returns:
-        The records, in completion order.
 
     Raises:
         EarthvecError: the first earthvec error a worker raised (bad raster, model mismatch).
         RayUnavailableError: Ray missing or the cluster unreachable.
     """
     options = options or RayOptions()
-    if not specs:
-        return []
-    out: list[ShardResult] = []
+    todo = list(specs)
+    if not todo:
+        return
     with ray_session(options) as ray:
         _quiet(ray)
-        for row in build_dataset(ray, job, specs, options).iter_rows():
+        for row in build_dataset(ray, todo, embedder, options).iter_rows():
             if row["error"]:
                 raise pickle.loads(row["error"])
-            res = dataclasses.replace(pickle.loads(row["data"]), seconds=row["seconds"])
-            if on_result is not None:
-                on_result(res)
-            out.append(res)
-    return out
+            res = pickle.loads(row["data"])  # seconds: read + compute + write, in the workers
+            on_result(dataclasses.replace(res, seconds=row["seconds"]))
