@@ -1,8 +1,9 @@
 """Build a database: sources -> chips on H3 cells -> embeddings -> Parquet shards.
 
 The unit of work is one shard: the rows whose cells share an H3 parent at the partition
-resolution (:class:`~embedder.raster_shard.RasterShard`, run by the shared shard loop
-:func:`~embedder.runner.run_local`). A build is one write transaction
+resolution (:class:`~embedder.raster_shard.RasterShard`, run by the local shard loop
+:func:`~embedder.runner.run_local` or, with ``engine="ray"``, by the Ray runner
+:func:`~embedder.ray_runner.run_ray` on the same specs). A build is one write transaction
 (:class:`~embedder.storage.Transaction`): each shard is upserted into its partition by
 ``(h3, datetime)`` and journaled, and the new generation is published at the end. A
 shard's key hashes everything that fixes its content (model version, resolution,
@@ -22,6 +23,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h3.api.basic_int as h3i
 from tqdm.auto import tqdm
@@ -35,10 +37,13 @@ from embedder.errors import QueryError, RasterError
 from embedder.h3grid import cell_to_str
 from embedder.raster_shard import RasterShard, embed_rows, shard_key
 from embedder.registry import DEFAULT_MODEL, Embedder, model_id
-from embedder.runner import run_local
+from embedder.runner import Runner, get_runner
 from embedder.shard import EmbedderSpec, ShardResult, choose_batch_size
 from embedder.sources import RasterItem, items_for_source
 from embedder.storage import Transaction
+
+if TYPE_CHECKING:
+    from embedder.ray_runner import RayOptions
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +83,8 @@ def build_db(
     command: str = "",
     finish: Callable[[Transaction], object] | None = None,
     composite: str | None = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
 ) -> BuildReport:
     """Build (or resume building) a database from raster sources.
 
@@ -94,7 +101,7 @@ def build_db(
         partition_res: H3 resolution of the Parquet partitions (default ``res - 7``).
         batch_size: chips per embedder call (default :func:`embedder.shard.choose_batch_size`).
         device: torch device of the model (``cpu``, ``cuda``); numpy models run on the CPU.
-        workers: processes embedding shards (fork-safe numpy embedders only).
+        workers: processes embedding shards (fork-safe numpy embedders only; ``engine="local"``).
         overwrite: replace the database's embeddings (needed to change model or resolution);
             the old ones stay published until the new generation is.
         embedder: an embedder instance to use instead of looking ``model`` up.
@@ -106,6 +113,9 @@ def build_db(
         finish: called with the transaction after the shards, before the commit (the CLI
             builds the index of the new generation there, so both are published together).
         composite: ``"median"``: one row per cell, the per-pixel median of its clear observations.
+        engine: who runs the shards: ``local`` (this process, or ``workers`` forks) or
+            ``ray`` (a Ray Data cluster, :mod:`embedder.ray_runner`; same rows and files).
+        ray: :class:`~embedder.ray_runner.RayOptions` of ``engine="ray"`` (address, actors, GPUs).
 
     Returns:
         A :class:`BuildReport` (also written to ``DB/build.json``).
@@ -115,6 +125,7 @@ def build_db(
             published database is unchanged.
     """
     t0 = time.perf_counter()
+    runner = get_runner(engine, workers=workers, ray=ray)
     db = Path(db)
     specs = [s if isinstance(s, SourceSpec) else SourceSpec([s], sensor, bands) for s in sources]
     items = _items(specs)
@@ -152,7 +163,7 @@ def build_db(
     report.items_outside_datetime = n_all - len(items)
     if tx is None:  # the build is its own transaction: planned first, so bad input writes nothing
         with Transaction(db, command or "build_db", replace=overwrite, wait=wait) as own:
-            _run(own, meta, rows, espec, report, min_valid, skip_empty, workers)
+            _run(own, meta, rows, espec, report, min_valid, skip_empty, runner)
             if finish is not None:
                 finish(own)
             published = own.commit()
@@ -160,7 +171,7 @@ def build_db(
             report.seconds = time.perf_counter() - t0
             write_report(db, report)
         return report
-    _run(tx, meta, rows, espec, report, min_valid, skip_empty, workers)
+    _run(tx, meta, rows, espec, report, min_valid, skip_empty, runner)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -173,9 +184,9 @@ def _run(
     report: BuildReport,
     min_valid: float,
     skip_empty: bool,
-    workers: int,
+    runner: Runner,
 ) -> None:
-    """Run the planned rows' shards in ``tx`` (the shared shard loop), filling ``report``."""
+    """Run the planned rows' shards in ``tx`` with ``runner``, filling ``report``."""
     tx.check_meta(meta)
     res, prt = meta.h3_resolution, meta.partition_resolution
     shards: dict[int, list[Row]] = defaultdict(list)
@@ -203,7 +214,7 @@ def _run(
         bar.update(r.rows_planned)
 
     try:
-        run_local(todo(), espec, done, workers=workers)
+        runner(todo(), espec, done)
     finally:
         bar.close()
 

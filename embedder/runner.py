@@ -8,6 +8,9 @@ current one embeds. With ``workers > 1`` and an embedder that declares ``fork_sa
 (numpy only; torch's thread pool does not survive a fork) shards run in forked worker
 processes, which inherit the loaded embedder and layers; they drop the inherited lock
 file first and die with the driver.
+
+:func:`get_runner` picks the runner of a build's ``engine``: this local loop, or the Ray
+runner (:func:`embedder.ray_runner.run_ray`, same arguments; Ray is imported only then).
 """
 
 from __future__ import annotations
@@ -21,10 +24,16 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
+from embedder.errors import EarthvecError
 from embedder.shard import EmbedderSpec, ShardResult, ShardSpec, run_shard
 from embedder.storage.lock import forget_inherited_locks
+
+Runner = Callable[[Iterable[ShardSpec], EmbedderSpec, Callable[[ShardResult], None]], None]
+"""``runner(specs, embedder_spec, on_result)``: runs every shard, hands each result to ``on_result``."""
+ENGINES = ("local", "ray")
 
 
 def _die_with_parent() -> None:
@@ -122,3 +131,24 @@ def run_local(
     else:
         for spec in specs:
             on_result(run_shard(spec, embedder))
+
+
+def get_runner(engine: str = "local", *, workers: int = 1, ray: Any = None) -> Runner:
+    """The runner of ``engine``: ``local`` (:func:`run_local`) or ``ray`` (:mod:`embedder.ray_runner`).
+
+    Args:
+        engine: ``local`` or ``ray``.
+        workers: local worker processes (``local`` only; Ray's actors are ``ray.workers``).
+        ray: :class:`~embedder.ray_runner.RayOptions` (``ray`` only; default options).
+
+    Raises:
+        EarthvecError: an unknown engine; ``ray`` without Ray installed.
+    """
+    if engine == "local":
+        return partial(run_local, workers=workers)
+    if engine == "ray":
+        from embedder.ray_runner import RayOptions, import_ray, run_ray
+
+        import_ray()  # a missing extra is refused before the build plans or locks anything
+        return partial(run_ray, options=ray if ray is not None else RayOptions())
+    raise EarthvecError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)} (--engine)")

@@ -224,6 +224,21 @@ def run_shard(spec: ShardSpec, embedder: EmbedderSpec, payload: Any = None) -> S
     t0 = time.perf_counter()
     emb = embedder.load()
     out = spec.compute(spec.read() if payload is None else payload, emb, embedder.batch_size)
+    return write_output(spec, out, time.perf_counter() - t0)
+
+
+def write_output(spec: ShardSpec, out: ShardOutput, seconds: float = 0.0) -> ShardResult:
+    """Write a computed shard durably to ``spec.target`` (no lock needed) and report it.
+
+    The last step of :func:`run_shard`, on its own for runners that write in another
+    process than the one that computed (a Ray write task after a GPU actor).
+
+    Args:
+        spec: the shard.
+        out: what ``spec.compute`` returned.
+        seconds: time already spent on the shard (the write's own time is added).
+    """
+    t0 = time.perf_counter()
     record = write_shard_file(spec.target, out.table, out.delete)
     return ShardResult(
         record,
@@ -231,5 +246,5 @@ def run_shard(spec: ShardSpec, embedder: EmbedderSpec, payload: Any = None) -> S
         out.table.num_rows,
         out.rows_dropped_empty,
         out.rows_dropped_low_valid,
-        time.perf_counter() - t0,
+        seconds + time.perf_counter() - t0,
     )

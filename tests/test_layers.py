@@ -1,4 +1,4 @@
-"""Layer rules: index and app import without torch; layers only call downward."""
+"""Layer rules: index and app import without torch (and builds without Ray); layers only call downward."""
 
 import subprocess
 import sys
@@ -10,13 +10,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_index_and_app_import_without_torch():
     code = (
         "import sys, importlib, pkgutil\n"
-        "import index, app, app.cli.main, embedder.contract, embedder.build\n"
+        "import index, app, app.cli.main, embedder.contract, embedder.build, embedder.globe.build\n"
+        "import embedder.runner, embedder.ray_runner\n"
         "for pkg in (index, app):\n"
         "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
         "        if m.name.startswith(('app.pages', 'app.streamlit_app')):\n"
         "            continue\n"
         "        importlib.import_module(m.name)\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'ray' not in sys.modules, 'ray was imported (only --engine ray may import it)'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 

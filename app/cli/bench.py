@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELP = "Run the benchmarks and write a JSON report."
 
-SUITES = ("build", "ingest", "eval", "global", "search", "plugins")
+SUITES = ("build", "ingest", "eval", "global", "search", "plugins", "ray")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -111,6 +111,9 @@ def run(args: argparse.Namespace) -> int:
                 [py, "-m", "bench.run", "--out", str(out / "search.json"), "--data", str(data / "eurosat_ms")]
                 + (["--quick"] if args.quick else [])
             )
+        elif suite == "ray":
+            cmd = [py, "-m", "bench.ray_bench", "--out", str(out / "ray.json"), "--data", str(data)]
+            rc = _run(cmd + (["--quick"] if args.quick else []))
         else:
             print(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}", file=sys.stderr)
             rc = 2

@@ -83,8 +83,48 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-index", action="store_true", help="do not build the FAISS index with the embeddings")
     p.add_argument("--device", help="torch device of the model: cpu, cuda, cuda:1 (numpy models: CPU)")
     p.add_argument("--batch-size", type=int, metavar="N", help="chips per model call (256 CPU, 2048 GPU)")
-    p.add_argument("--workers", type=int, default=1, help="processes embedding shards (numpy models only)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local: processes embedding shards (numpy models only; default 1); ray: embedder actors "
+        "(default one per GPU, or CPUs / 2)",
+    )
     p.add_argument("--list-sensors", action="store_true", help="print the sensor presets and exit")
+    add_engine_arguments(p)
+
+
+def add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--address``, ``--gpus-per-worker`` (see docs/cluster.md)."""
+    g = p.add_argument_group("distributed build (Ray Data; pip install 'earthvec[ray]')")
+    g.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this machine (default); ray: a Ray cluster (reads as CPU tasks, embedder actors)",
+    )
+    g.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="Ray cluster to join (auto, HOST:6379 or ray://HOST:10001; default: start a local one)",
+    )
+    g.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        metavar="N",
+        help="GPUs per embedder actor (default 1 when the cluster has GPUs, else CPU actors)",
+    )
+
+
+def ray_options(args: argparse.Namespace) -> Any:
+    """The :class:`~embedder.ray_runner.RayOptions` of the parsed options (None: ``--engine local``)."""
+    if args.engine != "ray":
+        if args.address or args.gpus_per_worker is not None:
+            raise SystemExit("earthvec build: --address and --gpus-per-worker need --engine ray")
+        return None
+    from embedder.ray_runner import RayOptions
+
+    return RayOptions(address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker)
 
 
 def add_writer_arguments(p: argparse.ArgumentParser) -> None:
@@ -131,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.db or not (args.source or args.stac):
         raise SystemExit("earthvec build: give a database folder and at least one --source (or --stac)")
     check_options(args)
+    cluster = ray_options(args)
     sources = args.source or []
     sensors = args.sensor or []
     bands = [b.split(",") for b in args.bands or []]
@@ -175,11 +216,13 @@ def run(args: argparse.Namespace) -> int:
         embedder=embedder,
         device=args.device,
         batch_size=args.batch_size,
-        workers=args.workers,
+        workers=args.workers or 1,
         wait=not args.no_wait,
         command=command_line(),
         finish=index_hook(args.no_index),
         composite=args.composite,
+        engine=args.engine,
+        ray=cluster,
     )
     print(
         f"built {args.db}: {report.rows_written} rows written in {report.shards_written} shard(s), "

@@ -4,11 +4,11 @@ Every land cell (GLOBE mask plus a one-cell coastal ring) at resolution ``res`` 
 aligned chip per input layer (optical Blue Marble, elevation ETOPO, climate Koppen), is
 embedded with a registered embedder and written through one write transaction
 (:class:`~embedder.storage.Transaction`), one shard per H3 parent at the partition
-resolution (:class:`~embedder.globe.shards.GlobalShard`, run by the shared shard loop
-:func:`~embedder.runner.run_local`). A shard's key hashes everything that fixes its
-content, so a re-run skips finished shards and an interrupted build resumes after
-checking them; a partition written again (another ``limit``) is upserted, never
-doubled. MODIS IGBP labels of every cell go to
+resolution (:class:`~embedder.globe.shards.GlobalShard`, run by the local shard loop
+:func:`~embedder.runner.run_local` or, with ``engine="ray"``, the Ray runner). A shard's
+key hashes everything that fixes its content, so a re-run skips finished shards and an
+interrupted build resumes after checking them; a partition written again (another
+``limit``) is upserted, never doubled. MODIS IGBP labels of every cell go to
 ``DB/labels/modis_igbp.parquet`` (a label source only, never an embedder input), and the
 majority Koppen climate zone of every cell to ``DB/labels/koppen.parquet``::
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -42,9 +42,12 @@ from embedder.globe.layers import GlobalLayers, default_global_dir, input_layers
 from embedder.globe.shards import BLOCK_CELLS, GlobalShard, block_table, embed_block, layers_at
 from embedder.h3grid import cell_to_str
 from embedder.registry import DEFAULT_MODEL, Embedder, config_hash, model_id
-from embedder.runner import run_local
+from embedder.runner import Runner, get_runner
 from embedder.shard import EmbedderSpec, ShardResult, choose_batch_size
 from embedder.storage import Transaction, derived_entry
+
+if TYPE_CHECKING:
+    from embedder.ray_runner import RayOptions
 
 __all__ = [
     "BLOCK_CELLS",
@@ -104,6 +107,8 @@ def build_global_db(
     wait: bool = True,
     command: str = "",
     finish: Callable[[Transaction], object] | None = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
 ) -> BuildReport:
     """Build (or resume) a global database from the whole-Earth layers.
 
@@ -129,6 +134,9 @@ def build_global_db(
         command: what runs (shown to other writers; recorded in the manifest).
         finish: called with the transaction after the shards, before the commit (the CLI
             builds the index of the new generation there, so both are published together).
+        engine: ``local`` (this process, or ``workers`` forks) or ``ray`` (a Ray Data
+            cluster; every worker must read the layer folder at the same absolute path).
+        ray: :class:`~embedder.ray_runner.RayOptions` of ``engine="ray"``.
 
     Returns:
         A :class:`~embedder.build.BuildReport`, also written to ``DB/build.json``.
@@ -138,6 +146,7 @@ def build_global_db(
             busy database; the published database is unchanged.
     """
     t0 = time.perf_counter()
+    runner = get_runner(engine, workers=workers, ray=ray)
     db = Path(db)
     prt = global_partition_res(res)
     check_res(res, prt)
@@ -150,7 +159,7 @@ def build_global_db(
     report = BuildReport(str(db), model_id(emb), res, 0)
     if tx is None:
         with Transaction(db, command or "build_global_db", replace=overwrite, wait=wait) as own:
-            _run(own, layers, espec, meta, report, limit, land_only, workers, progress)
+            _run(own, layers, espec, meta, report, limit, land_only, runner, progress)
             if finish is not None:
                 finish(own)
             published = own.commit()
@@ -158,7 +167,7 @@ def build_global_db(
             report.seconds = time.perf_counter() - t0
             write_report(db, report)
         return report
-    _run(tx, layers, espec, meta, report, limit, land_only, workers, progress)
+    _run(tx, layers, espec, meta, report, limit, land_only, runner, progress)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -171,10 +180,10 @@ def _run(
     report: BuildReport,
     limit: int | None,
     land_only: bool,
-    workers: int,
+    runner: Runner,
     progress: bool,
 ) -> None:
-    """Run the global shards in ``tx`` (the shared shard loop) and write the label layers."""
+    """Run the global shards in ``tx`` with ``runner`` and write the label layers."""
     tx.check_meta(meta, "build into a new database folder, or pass overwrite=True (--overwrite)")
     res, prt = meta.h3_resolution, meta.partition_resolution
     base_key = config_hash(KEY_FORMAT, report.model, res, land_only, _layers_signature(layers))
@@ -196,7 +205,7 @@ def _run(
                 report.shards_skipped += 1
                 bar.update(len(block))
                 continue
-            yield GlobalShard(part, key, tx.target(part, key), block, str(layers.root), meta)
+            yield GlobalShard(part, key, tx.target(part, key), block, root, meta)
 
     def done(r: ShardResult) -> None:
         tx.add(r.record)
@@ -205,10 +214,10 @@ def _run(
         report.shards_written += 1
         bar.update(r.rows_planned)
 
-    if workers > 1 and getattr(espec.load(), "fork_safe", False):
-        layers.prepare()  # loaded once, shared by the forked workers
+    root = str(layers.root.resolve())  # workers (forks, Ray) load the layers from here once
+    layers.prepare()  # loaded now: forks share them, the read-ahead thread never loads one twice
     try:
-        run_local(todo(), espec, done, workers=workers)
+        runner(todo(), espec, done)
     finally:
         bar.close()
     if label_cells:

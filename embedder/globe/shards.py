@@ -3,10 +3,12 @@
 :class:`GlobalShard` is the shard spec :func:`embedder.shard.run_shard` runs for
 :func:`embedder.globe.build.build_global_db`. It carries its cells and the layer folder
 (not the loaded layers): a worker finds the layers in a per-process cache, which a forked
-worker inherits from the driver and any other worker (a Ray actor) fills on first use.
-Chips are cut and embedded in blocks of :data:`BLOCK_CELLS` cells, so memory stays
-bounded however many cells a partition holds; cells without a valid pixel are dropped
-(and deleted from the partition's old rows).
+worker inherits from the driver and any other worker (a Ray task or actor) fills on first
+use. ``read()`` cuts the chips of a partition of at most :data:`BLOCK_CELLS` cells (the
+runner runs it ahead of ``compute``: the local read-ahead thread, Ray's read tasks);
+larger partitions are chipped and embedded by ``compute`` in blocks of that size, so
+memory stays bounded however many cells a partition holds. Cells without a valid pixel
+are dropped (and deleted from the partition's old rows).
 """
 
 from __future__ import annotations
@@ -59,10 +61,13 @@ def _row_lists(batch: ChipBatch, layers: GlobalLayers) -> tuple[list[list[str]],
 
 
 def embed_block(
-    layers: GlobalLayers, emb: Embedder, block: CellBlock, batch_size: int
+    layers: GlobalLayers, emb: Embedder, block: CellBlock, batch_size: int, chips: ChipBatch | None = None
 ) -> tuple[np.ndarray, np.ndarray, ChipBatch]:
-    """Chips and embeddings of one block: (embeddings (N, D), valid_fraction (N,), chips)."""
-    batch = layers.chips(block.lat, block.lon)
+    """Chips and embeddings of one block: (embeddings (N, D), valid_fraction (N,), chips).
+
+    ``chips``: the block's chips when already cut (else cut here).
+    """
+    batch = layers.chips(block.lat, block.lon) if chips is None else chips
     vecs = np.zeros((len(block), emb.dim), dtype=np.float32)
     for s in range(0, len(block), batch_size):
         rows = np.arange(s, min(s + batch_size, len(block)))
@@ -71,13 +76,21 @@ def embed_block(
 
 
 def block_table(
-    layers: GlobalLayers, emb: Embedder, block: CellBlock, meta: contract.DatasetMeta, batch_size: int
+    layers: GlobalLayers,
+    emb: Embedder,
+    block: CellBlock,
+    meta: contract.DatasetMeta,
+    batch_size: int,
+    chips: ChipBatch | None = None,
 ) -> tuple[pa.Table, np.ndarray]:
-    """The contract table of a block's cells with a valid pixel, and the cells dropped."""
+    """The contract table of a block's cells with a valid pixel, and the cells dropped.
+
+    ``chips``: the block's chips already cut (a block of at most :data:`BLOCK_CELLS` cells).
+    """
     tables, dropped = [], []
     for s in range(0, len(block), BLOCK_CELLS):
         part = block.take(slice(s, s + BLOCK_CELLS))
-        vecs, vf, batch = embed_block(layers, emb, part, batch_size)
+        vecs, vf, batch = embed_block(layers, emb, part, batch_size, chips if s == 0 else None)
         keep = np.flatnonzero(vf > 0)
         dropped.append(part.cells[vf <= 0])
         part, vecs, vf, batch = part.take(keep), vecs[keep], vf[keep], batch.take(keep)
@@ -116,11 +129,14 @@ class GlobalShard:
         """Cells planned."""
         return len(self.block)
 
-    def read(self) -> Any:
-        """Nothing ahead: chips are gathered block by block from layers in memory."""
-        return ()
+    def read(self) -> ChipBatch | None:
+        """The chips of a partition of at most :data:`BLOCK_CELLS` cells (None: larger, cut later)."""
+        if len(self.block) > BLOCK_CELLS:
+            return None
+        return layers_at(self.root).chips(self.block.lat, self.block.lon)
 
     def compute(self, payload: Any, emb: Embedder, batch_size: int) -> ShardOutput:
-        """Chip, embed and assemble the partition's rows."""
-        table, dropped = block_table(layers_at(self.root), emb, self.block, self.meta, batch_size)
+        """Chip (unless ``payload`` holds the chips), embed and assemble the partition's rows."""
+        layers = layers_at(self.root)
+        table, dropped = block_table(layers, emb, self.block, self.meta, batch_size, payload)
         return ShardOutput(table, [(int(c), None) for c in dropped.tolist()], len(dropped), 0)

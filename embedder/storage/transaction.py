@@ -156,11 +156,18 @@ class Transaction:
         return base.partitions.get(partition) if base else None
 
     def target(self, partition: str, key: str) -> ShardTarget:
-        """Where the upsert of ``key`` into ``partition`` goes (picklable, for workers)."""
+        """Where the upsert of ``key`` into ``partition`` goes (picklable, for workers).
+
+        The database path is absolute: a worker may run in another folder (a Ray worker).
+        """
         part = self.base_partition(partition)
         files = part.files if part else []
         return ShardTarget(
-            str(self.db), partition, key, target_path(partition, key, files), tuple(f.path for f in files)
+            str(self.db.absolute()),
+            partition,
+            key,
+            target_path(partition, key, files),
+            tuple(f.path for f in files),
         )
 
     def has_shard(self, partition: str, key: str) -> bool:

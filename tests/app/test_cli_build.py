@@ -44,3 +44,28 @@ def test_unknown_command_exits_2():
     with pytest.raises(SystemExit) as e:
         main(["nonsense"])
     assert e.value.code == 2
+
+
+def test_cluster_options_need_the_ray_engine(tmp_path, capsys):
+    src = str(DATA / "eurosat_ms" / "tif" / "SeaLake" / "*.tif")
+    for opt in (["--address", "auto"], ["--gpus-per-worker", "1"]):
+        with pytest.raises(SystemExit, match="need --engine ray"):
+            main(["build", str(tmp_path / "db"), "--source", src, *opt])
+    assert not (tmp_path / "db").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_build_with_the_ray_engine_through_the_cli(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)  # a relative database path: workers get it absolute
+    src = str(DATA / "eurosat_ms" / "tif" / "SeaLake" / "*.tif")
+    args = ["--source", src, "--sensor", "sentinel2-l1c-eurosat", "--model", "stats"]
+    assert main(["build", "local", *args]) == 0
+    assert main(["build", "ray", *args, "--engine", "ray", "--workers", "1"]) == 0
+    assert "rows written" in capsys.readouterr().out
+    local, ray = contract.read_table(tmp_path / "local"), contract.read_table(tmp_path / "ray")
+    assert ray.sort_by("h3").equals(local.sort_by("h3"))
+    m_local, m_ray = contract.read_manifest(tmp_path / "local"), contract.read_manifest(tmp_path / "ray")
+    assert [f.path for f in m_ray.files()] == [f.path for f in m_local.files()]
+    assert m_ray.derived and set(m_ray.derived) == set(m_local.derived)  # the index, published with it
