@@ -530,7 +530,7 @@ CASES: list[Case] = [
         "source_directory_named_tif",
         "build",
         build(lambda c, t: (t / "dir.tif").mkdir(), "{tmp}/dir.tif"),
-        "holds no .tif",
+        "holds no .tif/.tiff/.vrt file",
     ),
     Case(
         "source_unreadable_directory",

@@ -161,18 +161,50 @@ def build_db(
     rows = align_rows(plan_parts(items, res, mode), composite)
     report = BuildReport(str(db), model_id(emb), res, len(rows))
     report.items_outside_datetime = n_all - len(items)
-    if tx is None:  # the build is its own transaction: planned first, so bad input writes nothing
-        with Transaction(db, command or "build_db", replace=overwrite, wait=wait) as own:
-            _run(own, meta, rows, espec, report, min_valid, skip_empty, runner)
-            if finish is not None:
-                finish(own)
-            published = own.commit()
-            report.generation, report.rows_total = published.generation, published.rows
-            report.seconds = time.perf_counter() - t0
-            write_report(db, report)
+    # planned first, so bad input found while planning writes nothing
+    return run_build(
+        db,
+        lambda t: _run(t, meta, rows, espec, report, min_valid, skip_empty, runner),
+        report,
+        t0,
+        tx=tx,
+        command=command or "build_db",
+        replace=overwrite,
+        wait=wait,
+        finish=finish,
+    )
+
+
+def run_build(
+    db: Path,
+    work: Callable[[Transaction], None],
+    report: BuildReport,
+    t0: float,
+    *,
+    tx: Transaction | None,
+    command: str,
+    replace: bool,
+    wait: bool,
+    finish: Callable[[Transaction], object] | None,
+) -> BuildReport:
+    """Run a build's ``work`` in ``tx``, or in its own transaction that it publishes.
+
+    In its own transaction, ``finish`` runs after the shards and before the commit (the
+    index of the new generation), and the published generation and the build record
+    ``DB/build.json`` complete ``report``; in the caller's ``tx`` the caller commits.
+    """
+    if tx is not None:
+        work(tx)
+        report.seconds = time.perf_counter() - t0
         return report
-    _run(tx, meta, rows, espec, report, min_valid, skip_empty, runner)
-    report.seconds = time.perf_counter() - t0
+    with Transaction(db, command, replace=replace, wait=wait) as own:
+        work(own)
+        if finish is not None:
+            finish(own)
+        published = own.commit()
+        report.generation, report.rows_total = published.generation, published.rows
+        report.seconds = time.perf_counter() - t0
+        write_report(db, report)
     return report
 
 

@@ -11,13 +11,13 @@ is a stack whose band order comes from ``--bands``, else from the GeoTIFF band d
 
 from __future__ import annotations
 
-import glob
 import logging
 import re
 from pathlib import Path
 
 from embedder.dates import item_datetime
 from embedder.errors import InputNotFoundError, RasterError, SensorError, SourceError
+from embedder.paths import expand_paths
 from embedder.rasterfile import RasterItem, is_url, raster_header
 from embedder.sensors import Sensor, get_sensor, sensor_names
 
@@ -70,29 +70,7 @@ def resolve_sources(patterns: list[str]) -> list[str]:
     """
     if not patterns:
         raise InputNotFoundError("no --source given; pass a GeoTIFF path or a glob such as 'scenes/**/*.tif'")
-    out: list[str] = []
-    for pat in patterns:
-        if is_url(pat):
-            out.append(pat)
-            continue
-        if any(ch in pat for ch in "*?["):
-            hits = sorted(p for p in glob.glob(pat, recursive=True) if Path(p).is_file())
-            if not hits:
-                raise InputNotFoundError(
-                    f"the glob {pat!r} matches no file; check the path (quote it so the shell does "
-                    "not expand it) and use '**' to search sub-folders"
-                )
-            out.extend(hits)
-        elif Path(pat).is_dir():
-            hits = sorted(str(p) for p in Path(pat).rglob("*") if p.suffix.lower() in RASTER_SUFFIXES)
-            if not hits:
-                raise InputNotFoundError(f"the folder {pat!r} holds no .tif/.tiff/.vrt file")
-            out.extend(hits)
-        elif Path(pat).is_file():
-            out.append(pat)
-        else:
-            raise InputNotFoundError(f"source {pat!r} does not exist; give an existing file, folder or glob")
-    return list(dict.fromkeys(out))
+    return expand_paths(patterns, RASTER_SUFFIXES, "source", any_file_in_globs=True)
 
 
 def _band_count(path: str) -> int:

@@ -182,6 +182,12 @@ def make_table(
     return pa.Table.from_pydict(cols, schema=arrow_schema(meta.dim, meta))
 
 
+DAMAGED_FIX = (
+    "the database was changed outside earthvec; restore the file from a copy, or rebuild the "
+    "database with earthvec build ... --overwrite"
+)
+
+
 def read_schema(path: str | Path) -> pa.Schema:
     """The Parquet schema of one shard.
 
@@ -192,14 +198,13 @@ def read_schema(path: str | Path) -> pa.Schema:
         return pq.read_schema(path)
     except FileNotFoundError as exc:
         raise SchemaError(
-            f"{path} is listed in the database's manifest but missing (deleted outside earthvec); "
-            "the database is damaged: rebuild it with earthvec build ... --overwrite"
+            f"{path} is listed in the database's manifest but missing (deleted outside earthvec): "
+            f"{DAMAGED_FIX}"
         ) from exc
     except (pa.ArrowException, OSError) as exc:
         msg = " ".join(str(exc).split())
         raise SchemaError(
-            f"{path} is not a readable Parquet file ({msg}); it is truncated or corrupt: delete it "
-            "and run earthvec build again to rewrite that shard"
+            f"{path} is not a readable Parquet file ({msg}); it is truncated or corrupt: {DAMAGED_FIX}"
         ) from exc
 
 
@@ -278,8 +283,7 @@ def read_table(db: str | Path, columns: list[str] | None = None, filter: Any = N
     except (pa.ArrowInvalid, OSError) as exc:
         msg = " ".join(str(exc).split())
         raise SchemaError(
-            f"cannot read the embeddings of {db} ({msg}); a shard is damaged: delete it and run "
-            "earthvec build again to rewrite it"
+            f"cannot read the embeddings of {db} ({msg}); a shard is damaged: {DAMAGED_FIX}"
         ) from exc
 
 

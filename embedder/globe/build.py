@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from embedder import contract
-from embedder.build import PARTITION_OFFSET, BuildReport, write_report
+from embedder.build import PARTITION_OFFSET, BuildReport, run_build
 from embedder.contract.manifest import LABELS
 from embedder.globe.cells import check_res, iter_blocks
 from embedder.globe.labels import (
@@ -157,19 +157,17 @@ def build_global_db(
     emb = espec.load()
     meta = dataset_meta(emb, layers, res, prt)
     report = BuildReport(str(db), model_id(emb), res, 0)
-    if tx is None:
-        with Transaction(db, command or "build_global_db", replace=overwrite, wait=wait) as own:
-            _run(own, layers, espec, meta, report, limit, land_only, runner, progress)
-            if finish is not None:
-                finish(own)
-            published = own.commit()
-            report.generation, report.rows_total = published.generation, published.rows
-            report.seconds = time.perf_counter() - t0
-            write_report(db, report)
-        return report
-    _run(tx, layers, espec, meta, report, limit, land_only, runner, progress)
-    report.seconds = time.perf_counter() - t0
-    return report
+    return run_build(
+        db,
+        lambda t: _run(t, layers, espec, meta, report, limit, land_only, runner, progress),
+        report,
+        t0,
+        tx=tx,
+        command=command or "build_global_db",
+        replace=overwrite,
+        wait=wait,
+        finish=finish,
+    )
 
 
 def _run(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import glob
 import re
 from pathlib import Path
 
 from embedder.errors import InputNotFoundError, SourceError
-from embedder.rasterfile import is_url
+from embedder.paths import expand_paths as _expand
 
 YEAR_RE = re.compile(r"^(19|20)\d\d$")
 
@@ -27,30 +26,7 @@ def expand_paths(paths: list[str], suffixes: tuple[str, ...], product: str) -> l
         raise InputNotFoundError(
             f"no {product} file given; pass files, folders or globs after --from {product}"
         )
-    out: list[str] = []
-    for pat in paths:
-        if is_url(pat):
-            out.append(pat)
-        elif any(ch in pat for ch in "*?["):
-            hits = sorted(p for p in glob.glob(pat, recursive=True) if p.lower().endswith(suffixes))
-            if not hits:
-                raise InputNotFoundError(
-                    f"the glob {pat!r} matches no {'/'.join(suffixes)} file; quote globs so the shell "
-                    "leaves them alone"
-                )
-            out.extend(hits)
-        elif Path(pat).is_dir():
-            hits = sorted(str(p) for p in Path(pat).rglob("*") if p.name.lower().endswith(suffixes))
-            if not hits:
-                raise InputNotFoundError(
-                    f"the folder {pat!r} holds no {'/'.join(suffixes)} file of {product}"
-                )
-            out.extend(hits)
-        elif Path(pat).is_file():
-            out.append(pat)
-        else:
-            raise InputNotFoundError(f"{pat!r} does not exist; give an existing file, folder or glob")
-    return list(dict.fromkeys(out))
+    return _expand(paths, suffixes, product)
 
 
 def year_from_path(path: str) -> int | None:
