@@ -14,7 +14,11 @@ The structure is a FAISS factory string (``"Flat"``, ``"IVF4096,Flat"``,
   removal, which incremental index updates use);
 * otherwise compressed codes (:func:`compressed_ladder`): 16-bit float codes, else 8-bit
   scalar codes, else a 4-bit fast-scan product quantiser (``IVF<nlist>,PQ<d/2>x4fsr``),
-  whichever is the most accurate that fits.
+  whichever is the most accurate that fits;
+* with ``allow_ondisk=True``, when neither the raw vectors nor 8-bit codes fit: the
+  out-of-core index of :mod:`index.ondisk` (:func:`plan_ondisk`: compressed codes in
+  memory-mapped inverted lists, exact re-ranking from a memory-mapped vector file), whose
+  RAM need is the coarse quantiser alone.
 
 ``nlist`` is the power of two nearest ``4 * sqrt(n)``; from 16,384 lists the coarse quantiser
 is an HNSW graph so that adding millions of vectors does not scan every centroid.
@@ -33,11 +37,15 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from embedder.errors import EarthvecError
 from index.memory import available_memory
+
+if TYPE_CHECKING:
+    from index.ondisk_plan import OnDiskPlan
 
 EXACT_MAX = 100_000
 """Below this many vectors the index is exact (``Flat``)."""
@@ -100,6 +108,8 @@ class IndexPlan:
         reason: one sentence for logs and the sidecar.
         search_params: suggested starting parameters (``nprobe``/``efSearch``); tune them
             with :func:`calibrate` on the real data.
+        ondisk: set when the structure is the out-of-core index (build it with
+            :func:`index.ondisk.build_ondisk`, not :func:`index.faiss_build.build_from_blocks`).
     """
 
     factory: str
@@ -108,6 +118,7 @@ class IndexPlan:
     bytes_per_vector: float
     reason: str
     search_params: dict[str, int] = field(default_factory=dict)
+    ondisk: OnDiskPlan | None = None
 
     @property
     def total_bytes(self) -> float:
@@ -197,6 +208,7 @@ def plan_index(
     memory_bytes: int | None = None,
     *,
     override: str | None = None,
+    allow_ondisk: bool = False,
 ) -> IndexPlan:
     """Pick the index structure for ``n`` vectors of ``dim`` within ``memory_bytes``.
 
@@ -205,6 +217,8 @@ def plan_index(
         dim: vector dimension.
         memory_bytes: budget for the index; default half of the RAM available now.
         override: a factory string given by the user; it wins over the rules but is checked.
+        allow_ondisk: plan the out-of-core index (``IndexPlan.ondisk``) when neither the raw
+            vectors nor 8-bit codes fit the budget, instead of 4-bit codes in RAM or an error.
 
     Raises:
         IndexBuildError: for a bad dimension, a bad override, or when even the smallest
@@ -247,11 +261,26 @@ def plan_index(
             f"raw vectors fit in {budget / 2**30:.1f} GiB: inverted lists with exact distances",
             params,
         )
+    if allow_ondisk and n * bytes_per_vector(f"{ivf},SQ8", dim) > budget:
+        from index.ondisk_plan import plan_ondisk
+
+        od = plan_ondisk(n, dim)
+        return IndexPlan(
+            od.factory,
+            n,
+            dim,
+            od.ram_bytes_per_vector,
+            f"raw vectors ({n * 4 * dim / 2**30:.1f} GiB) and 8-bit codes exceed the "
+            f"{budget / 2**30:.1f} GiB budget: out-of-core ({od.reason})",
+            {"nprobe": od.nprobe, "k_factor": od.k_factor},
+            ondisk=od,
+        )
     got = compressed_factory(n, dim, budget)
     if got is None:
         raise IndexBuildError(
             f"{n} vectors of dim {dim} do not fit in {budget / 2**30:.2f} GiB even as 4-bit PQ "
-            "codes; give more memory (--memory) or index a smaller region"
+            "codes; give more memory (--memory), build the out-of-core index "
+            "(index.ondisk.build_ondisk) or index a smaller region"
         )
     f, why = got
     return IndexPlan(
