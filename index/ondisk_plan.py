@@ -98,8 +98,18 @@ def plan_ondisk(
     codes: str = DEFAULT_CODES,
     nlist: int | None = None,
     vector_dtype: str = "float32",
+    two_level: bool | None = None,
 ) -> OnDiskPlan:
     """Plan the out-of-core index for ``n`` vectors of ``dim`` (see module doc).
+
+    Args:
+        n: vectors.
+        dim: dimension.
+        codes: one of :data:`CODES`.
+        nlist: inverted lists (default :func:`index.plan.nlist_for`).
+        vector_dtype: ``float32`` (exact re-ranking) or ``float16`` (half the file; near-ties
+            among neighbours may swap).
+        two_level: two-level k-means (default from :data:`TWO_LEVEL_MIN_NLIST` lists).
 
     Raises:
         IndexBuildError: unknown ``codes``, or a dimension the codes cannot split.
@@ -116,7 +126,7 @@ def plan_ondisk(
     ivf = f"IVF{nl}_HNSW32" if nl >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nl}"
     part = {"rabitq": "RaBitQ", "pq4": f"PQ{dim // 2}x4", "pq8": f"PQ{dim // 4}", "sq8": "SQ8"}[codes]
     metric = "l2" if codes.startswith("pq") else "ip"
-    two = nl >= TWO_LEVEL_MIN_NLIST
+    two = nl >= TWO_LEVEL_MIN_NLIST if two_level is None else two_level
     train = int(min(n, MAX_TRAIN, max(nl * TRAIN_PER_LIST, 65_536)))
     return OnDiskPlan(
         factory=f"{ivf},{part}",
