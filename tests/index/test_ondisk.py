@@ -195,7 +195,11 @@ def test_two_level_kmeans_trains_the_quantiser(real64, tmp_path: Path) -> None:
     ivf = faiss.extract_index_ivf(od.index)
     assert ivf.quantizer.ntotal == 256 and od.ntotal == len(x)
     one = ondisk.build_ondisk(
-        tmp_path / "one", sources(x), x[::2], n=len(x), plan=plan_ondisk(len(x), 64, nlist=256, two_level=False)
+        tmp_path / "one",
+        sources(x),
+        x[::2],
+        n=len(x),
+        plan=plan_ondisk(len(x), 64, nlist=256, two_level=False),
     )
     _, i_true = exact_ids(x, q, 10)
     for nprobe in (8, 16):  # as accurate as one-level k-means at the same work, near enough

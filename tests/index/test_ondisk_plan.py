@@ -39,7 +39,9 @@ def test_codes_map_to_factory_metric_and_size(codes: str, factory: str, metric: 
     p = plan_ondisk(100_000_000, 64, codes=codes)
     assert (p.factory, p.metric, p.code_bytes) == (factory, metric, code_bytes)
     assert p.two_level and p.nlist == 32768 and p.train_size == 32768 * 30
-    index = faiss.index_factory(64, p.factory, faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(
+        64, p.factory, faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    )
     assert faiss.extract_index_ivf(index).code_size == code_bytes  # FAISS agrees on the code size
     small = plan_ondisk(1_000_000, 64, codes=codes)
     assert small.nlist == 4096 and not small.two_level and "_HNSW" not in small.factory
