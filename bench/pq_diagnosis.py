@@ -181,8 +181,8 @@ def render(res: dict[str, Any]) -> str:
     """The printed tables."""
     f = res["factory_defaults"]
     lines = [
-        f"{res['data']['n']:,} x {res['data']['dim']}-d, {NLIST} lists, nprobe {res['nprobe']}: share of the exact "
-        f"top-{K} among the best {K} x k_factor codes (= recall@{K} of the index with RFlat)",
+        f"{res['data']['n']:,} x {res['data']['dim']}-d, {NLIST} lists, nprobe {res['nprobe']}: "
+        f"share of the exact top-{K} among the best {K} x k_factor codes (= recall@{K} with RFlat)",
         f"factory: 'PQ64x4fs' by_residual={f['PQ64x4fs_by_residual']}, 'PQ64x4fsr' by_residual="
         f"{f['PQ64x4fsr_by_residual']}; RFlat k_factor default {f['RFlat_k_factor']:g}",
         f"{'codes':38s} " + " ".join(f"{'kf ' + str(kf):>7s}" for kf in K_FACTORS),

@@ -41,18 +41,15 @@ from index.plan import (
 
 
 def gpu_available() -> bool:
-    """True when the FAISS build has CUDA support and sees a GPU."""
-    import faiss
-
-    get = getattr(faiss, "get_num_gpus", None)
-    return bool(get and hasattr(faiss, "StandardGpuResources") and get() > 0)
+    """True when the FAISS build has CUDA support and sees a GPU (see :mod:`index.gpu`)."""
+    return gpu_count() > 0
 
 
 def gpu_count() -> int:
     """Number of GPUs FAISS can use (0 for faiss-cpu)."""
-    import faiss
+    from index import gpu
 
-    return int(faiss.get_num_gpus()) if gpu_available() else 0
+    return gpu.gpu_count()
 
 
 def to_gpu(index: Any) -> Any:
@@ -225,7 +222,9 @@ def _train(index: Any, sample: np.ndarray, use_gpu: bool) -> None:
     if ivf is not None and ivf.nlist >= FEW_ITER_MIN_NLIST:
         ivf.cp.niter = FEW_ITER
     if use_gpu and ivf is not None:
-        ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
+        from index.gpu import gpu_clustering_index
+
+        ivf.clustering_index = gpu_clustering_index(ivf.d)
     index.train(sample)
 
 

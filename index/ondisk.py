@@ -115,7 +115,7 @@ def train_ondisk(folder: str | Path, sample: np.ndarray, plan: OnDiskPlan, *, gp
         from faiss.contrib.clustering import two_level_clustering
 
         groups = int(math.sqrt(plan.nlist))
-        kw = {"clustering_niter": plan.kmeans_iterations, "seed": 1234}  # level 2: FAISS's 25
+        kw = {"clustering_niter": plan.kmeans_iterations, "seed": 1234, "min_points_per_centroid": 20}
         cents, _ = two_level_clustering(sample, groups, plan.nlist, **kw)
         ivf.quantizer.add(np.ascontiguousarray(cents, dtype=np.float32))
         ivf.quantizer.is_trained = True
@@ -415,7 +415,7 @@ def open_ondisk(folder: str | Path) -> OnDiskIndex:
     m = read_manifest(folder)
     plan = m["plan"]
     index = faiss.read_index(str(folder / m["index_file"]), faiss.IO_FLAG_ONDISK_SAME_DIR)
-    lists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)
+    lists: Any = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)  # type: ignore[arg-type]
     lists.prefetch_nthread = PREFETCH_THREADS
     shards = m["shards"]
     if [s["shard"] for s in shards] != list(range(len(shards))):

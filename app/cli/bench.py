@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELP = "Run the benchmarks and write a JSON report."
 
-SUITES = ("build", "eval", "global", "search")
+SUITES = ("build", "eval", "global", "search", "pq", "scale")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -105,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
                 [py, "-m", "bench.run", "--out", str(out / "search.json"), "--data", str(data / "eurosat_ms")]
                 + (["--quick"] if args.quick else [])
             )
+        elif suite == "pq":  # why 4-bit PQ with inner product failed, and the fix
+            cmd = [py, "-m", "bench.pq_diagnosis", "--out", str(out / "pq_diagnosis.json")]
+            rc = _run(cmd + ["--data", str(data / "eurosat_ms")] + (["--n", "200000"] if args.quick else []))
+        elif suite == "scale":  # the out-of-core index: 100M x 64-d (hours on 2 cores), quick 1M
+            cmd = [py, "-m", "bench.scale_bench", "--out", str(out / "scale.json")]
+            rc = _run(cmd + ["--data", str(data / "eurosat_ms")] + (["--quick"] if args.quick else []))
         else:
             print(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}", file=sys.stderr)
             rc = 2
