@@ -154,10 +154,19 @@ def disk_bytes(folder: Path) -> int:
 
 
 def peak_rss_gib() -> dict[str, float]:
-    """Peak resident memory of this process and of finished children (GiB)."""
+    """Memory (GiB): peak resident of this process and of finished children, and anonymous now.
+
+    ``RssAnon`` leaves out the memory-mapped index files, whose pages the kernel may drop.
+    """
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-    return {"self": round(me, 2), "children": round(kids, 2)}
+    anon = 0.0
+    for line in (
+        Path("/proc/self/status").read_text().splitlines() if Path("/proc/self/status").exists() else []
+    ):
+        if line.startswith("RssAnon:"):
+            anon = int(line.split()[1]) / 2**20
+    return {"self": round(me, 2), "children": round(kids, 2), "anon_now": round(anon, 2)}
 
 
 def run_codes(
@@ -235,14 +244,16 @@ def render(res: dict[str, Any]) -> str:
         f"recall@{res['args']['k']} target {res['args']['target']} (ground truth streamed in "
         f"{res['ground_truth_s']} s)",
         f"{'codes':8s} {'factory':28s} {'build s':>8s} {'B/vec lists':>11s} {'B/vec vecs':>10s} "
-        f"{'nprobe':>6s} {'kf':>3s} {'recall':>7s} {'QPS 1':>7s} {'QPS batch':>9s} {'RSS GiB':>7s}",
+        f"{'nprobe':>6s} {'kf':>3s} {'recall':>7s} {'QPS 1':>7s} {'QPS batch':>9s} "
+        f"{'RSS GiB':>7s} {'anon':>5s}",
     ]
     for r in res["rows"]:
         b = r["bytes_per_vector"]
         lines.append(
             f"{r['codes']:8s} {r['factory']:28s} {r['build_s']:8.0f} {b['lists_and_quantizer']:11.1f} "
             f"{b['vectors']:10.1f} {r['nprobe']:6d} {r['k_factor']:3d} {r['recall']:7.4f} "
-            f"{r['qps_single']:7.0f} {r['qps_batch']:9.0f} {r['peak_rss_gib']['self']:7.2f}"
+            f"{r['qps_single']:7.0f} {r['qps_batch']:9.0f} {r['peak_rss_gib']['self']:7.2f} "
+            f"{r['peak_rss_gib']['anon_now']:5.2f}"
         )
     return "\n".join(lines)
 

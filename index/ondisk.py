@@ -7,8 +7,10 @@ tasks in a distributed build):
    ``trained.index`` (empty);
 2. :func:`add_shard` (one call per shard, in any order, in parallel, on any machine sharing
    the folder) reads ``trained.index``, adds its ``(ids, vectors)`` blocks and writes the
-   shard's IVF (``shard-NNNNN.index``), its vectors (``vectors-NNNNN.f16``, raw float16 rows,
-   for exact re-ranking) and ids (``ids-NNNNN.i64``), then ``shard-NNNNN.json`` last: a shard
+   shard's IVF (``shard-NNNNN.index``), its vectors (``vectors-NNNNN.f32``, raw float32 rows,
+   or ``.f16``, for exact re-ranking; none with ``vector_dtype="none"``, when the re-ranking
+   reads the database's Parquet instead) and ids (``ids-NNNNN.i64``), then
+   ``shard-NNNNN.json`` last: a shard
    whose JSON exists is done, so a rerun skips it;
 3. :func:`merge_shards` merges the shards' inverted lists into one ``lists-KEY.ivfdata``
    (FAISS ``OnDiskInvertedLists`` through ``faiss.contrib.ondisk.merge_ondisk``) and writes
@@ -43,12 +45,12 @@ import numpy as np
 from embedder.contract import atomic_write_bytes, temp_path
 from index.ondisk_plan import OnDiskPlan, plan_ondisk
 from index.plan import Block, IndexBuildError
-from index.refine import MmapVectors, handles, rerank, split_handles
+from index.refine import MmapVectors, VectorSource, handles, rerank, split_handles
 
 MANIFEST = "ondisk.json"
 TRAINED = "trained.index"
 FORMAT = 1
-DTYPES = {"float16": ".f16", "float32": ".f32"}
+DTYPES = {"float16": ".f16", "float32": ".f32", "none": ""}
 PREFETCH_THREADS = 0
 """Threads ``OnDiskInvertedLists`` starts per search to prefetch lists (FAISS default 32):
 starting them cost ~1-2 ms a call, 10x a single query's whole search, in ``bench`` runs."""
@@ -181,7 +183,8 @@ def add_shard(
     t0 = time.perf_counter()
     index = faiss.read_index(str(folder / TRAINED))
     stem = shard_name(shard)
-    vec_path = folder / f"vectors-{shard:05d}{DTYPES[vector_dtype]}"
+    store = vector_dtype != "none"
+    vec_path = folder / f"vectors-{shard:05d}{DTYPES[vector_dtype] or '.none'}"
     ids_path = folder / f"ids-{shard:05d}.i64"
     vtmp, itmp = temp_path(vec_path), temp_path(ids_path)
     rows = 0
@@ -192,16 +195,19 @@ def add_shard(
                 if x.ndim != 2 or x.shape[1] != index.d:
                     raise IndexBuildError(f"a block has shape {x.shape}; the index holds dim {index.d}")
                 index.add_with_ids(x, handles(shard, np.arange(rows, rows + len(x))))
-                vf.write(x.astype(vector_dtype).tobytes())
+                if store:
+                    vf.write(x.astype(vector_dtype).tobytes())
                 idf.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
                 rows += len(x)
         _write_index(index, folder / f"{stem}.index")
-        os.replace(vtmp, vec_path)
+        if store:
+            os.replace(vtmp, vec_path)
         os.replace(itmp, ids_path)
     finally:
         vtmp.unlink(missing_ok=True)
         itmp.unlink(missing_ok=True)
-    info = ShardInfo(shard, rows, f"{stem}.index", vec_path.name, ids_path.name, time.perf_counter() - t0)
+    vec_name = vec_path.name if store else ""
+    info = ShardInfo(shard, rows, f"{stem}.index", vec_name, ids_path.name, time.perf_counter() - t0)
     _write_json(folder / f"{stem}.json", info.to_dict())
     return info
 
@@ -212,7 +218,8 @@ def done_shards(folder: str | Path) -> dict[int, ShardInfo]:
     for p in sorted(Path(folder).glob("shard-*.json")):
         d = json.loads(p.read_text())
         info = ShardInfo(**d)
-        if (Path(folder) / info.vectors_file).exists() and (Path(folder) / info.ids_file).exists():
+        vec_ok = not info.vectors_file or (Path(folder) / info.vectors_file).exists()
+        if vec_ok and (Path(folder) / info.ids_file).exists():
             out[info.shard] = info
     return out
 
@@ -295,7 +302,8 @@ class OnDiskIndex:
     Attributes:
         folder: the index folder.
         index: the FAISS IVF whose inverted lists are an ``OnDiskInvertedLists``.
-        vectors: the shards' stored vectors (exact re-ranking).
+        vectors: where re-ranking reads the vectors: the shards' memory-mapped files, or any
+            :class:`index.refine.VectorSource` given to :func:`open_ondisk`.
         ids: the shards' caller ids, memory-mapped (int64).
         nprobe: lists visited per query.
         k_factor: candidates re-ranked per result.
@@ -303,7 +311,7 @@ class OnDiskIndex:
 
     folder: Path
     index: Any
-    vectors: MmapVectors
+    vectors: VectorSource
     ids: Sequence[np.ndarray]
     nprobe: int
     k_factor: int
@@ -320,7 +328,7 @@ class OnDiskIndex:
         return {
             "lists": (self.folder / m["lists_file"]).stat().st_size,
             "quantizer": (self.folder / m["index_file"]).stat().st_size,
-            "vectors": self.vectors.nbytes,
+            "vectors": int(getattr(self.vectors, "nbytes", 0)),
             "ids": sum(int(a.nbytes) for a in self.ids),
         }
 
@@ -402,11 +410,18 @@ class OnDiskIndex:
         return npb, kf, rec
 
 
-def open_ondisk(folder: str | Path) -> OnDiskIndex:
+def open_ondisk(folder: str | Path, vectors: VectorSource | None = None) -> OnDiskIndex:
     """Open an out-of-core index folder: lists and vectors are memory-mapped, not read.
 
+    Args:
+        folder: the index folder.
+        vectors: where re-ranking reads vectors by handle (shard ``i``, row ``r``), e.g.
+            :class:`index.refine.ParquetVectors` over the files the shards were read from;
+            default: the vector files the shards wrote.
+
     Raises:
-        IndexBuildError: no ``ondisk.json`` (the index was never merged).
+        IndexBuildError: no ``ondisk.json`` (the index was never merged), or the shards
+            stored no vectors and none are given.
         RefineError: a vector file is missing or of the wrong size.
     """
     import faiss
@@ -422,12 +437,18 @@ def open_ondisk(folder: str | Path) -> OnDiskIndex:
         raise IndexBuildError(
             f"{folder / MANIFEST} lists shards {[s['shard'] for s in shards]}; expected 0..n-1"
         )
-    vectors = MmapVectors(
-        [folder / s["vectors_file"] for s in shards],
-        plan["dim"],
-        plan["vector_dtype"],
-        rows=[s["rows"] for s in shards],
-    )
+    if vectors is None:
+        if plan["vector_dtype"] == "none":
+            raise IndexBuildError(
+                f"the shards in {folder} stored no vectors; pass vectors=ParquetVectors(files) "
+                "(shard i = file i) to open_ondisk"
+            )
+        vectors = MmapVectors(
+            [folder / s["vectors_file"] for s in shards],
+            plan["dim"],
+            plan["vector_dtype"],
+            rows=[s["rows"] for s in shards],
+        )
     ids = [np.memmap(folder / s["ids_file"], dtype=np.int64, mode="r") for s in shards]
     return OnDiskIndex(folder, index, vectors, ids, plan["nprobe"], plan["k_factor"], m)
 
@@ -452,6 +473,7 @@ def build_ondisk(
     workers: int = 1,
     threads: int | None = None,
     gpu: bool = False,
+    vectors: VectorSource | None = None,
     log: Callable[[str], None] | None = None,
 ) -> OnDiskIndex:
     """Train, add every shard (``workers`` processes), merge and open (see module doc).
@@ -467,6 +489,7 @@ def build_ondisk(
         workers: processes adding shards at once (spawned, so FAISS's OpenMP is fresh).
         threads: OpenMP threads per worker (default: cores / workers).
         gpu: train k-means on the GPU.
+        vectors: re-ranking source when the plan stores no vectors (see :func:`open_ondisk`).
         log: progress messages.
     """
     folder = Path(folder)
@@ -494,4 +517,4 @@ def build_ondisk(
     t = time.perf_counter()
     merge_shards(folder)
     say(f"merged {len(shards)} shards in {time.perf_counter() - t:.1f} s")
-    return open_ondisk(folder)
+    return open_ondisk(folder, vectors)

@@ -6,6 +6,8 @@ is among:
 
 * ``rabitq``: ``RaBitQ`` 1-bit codes (``d / 8 + 8`` bytes), inner product: the estimator is
   unbiased, so it ranks candidates well for exact re-ranking (the default);
+* ``rabitq2``, ``rabitq4``: RaBitQ with 2 or 4 bits a dimension (36 and 52 bytes at 64-d):
+  tighter estimates, fewer candidates to re-rank;
 * ``pq4``: ``PQ<d/2>x4`` on residuals, scored by **L2** (``d / 4`` bytes);
 * ``pq8``: ``PQ<d/4>`` 8-bit codes on residuals, L2 (``d / 4`` bytes, slower to scan);
 * ``sq8``: 8-bit scalar codes, inner product (``d`` bytes).
@@ -24,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 from index.plan import HNSW_QUANTIZER_MIN_NLIST, IndexBuildError, nlist_for
 
-CODES = ("rabitq", "pq4", "pq8", "sq8")
+CODES = ("rabitq", "rabitq2", "rabitq4", "pq4", "pq8", "sq8")
 DEFAULT_CODES = "rabitq"
 TRAIN_PER_LIST = 30
 """Training vectors per list (FAISS warns below 39 for one-level k-means; two-level is fine)."""
@@ -79,16 +81,32 @@ class OnDiskPlan:
     @property
     def disk_bytes_per_vector(self) -> float:
         """Disk per vector: code, handle, stored vector and caller id."""
-        return self.code_bytes + 8 + (2 if self.vector_dtype == "float16" else 4) * self.dim + 8
+        per = {"float16": 2, "float32": 4, "none": 0}[self.vector_dtype]
+        return self.code_bytes + 8 + per * self.dim + 8
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready."""
         return asdict(self)
 
 
+def _part(codes: str, dim: int) -> str:
+    """The codes' component of the factory string."""
+    return {
+        "rabitq": "RaBitQ",
+        "rabitq2": "RaBitQ2",
+        "rabitq4": "RaBitQ4",
+        "pq4": f"PQ{dim // 2}x4",
+        "pq8": f"PQ{dim // 4}",
+        "sq8": "SQ8",
+    }[codes]
+
+
 def code_bytes(codes: str, dim: int) -> float:
-    """Bytes of one code of kind ``codes`` for ``dim``."""
-    return {"rabitq": dim / 8 + 8, "pq4": dim / 4, "pq8": dim / 4, "sq8": float(dim)}[codes]
+    """Bytes of one code of kind ``codes`` for ``dim`` (FAISS's own ``code_size``)."""
+    import faiss
+
+    index = faiss.index_factory(dim, f"IVF1,{_part(codes, dim)}", faiss.METRIC_INNER_PRODUCT)
+    return float(faiss.extract_index_ivf(index).code_size)
 
 
 def plan_ondisk(
@@ -108,7 +126,8 @@ def plan_ondisk(
         codes: one of :data:`CODES`.
         nlist: inverted lists (default :func:`index.plan.nlist_for`).
         vector_dtype: ``float32`` (exact re-ranking) or ``float16`` (half the file; near-ties
-            among neighbours may swap).
+            among neighbours may swap), or ``none`` (no copy: re-rank from the database's
+            Parquet, ``open_ondisk(vectors=ParquetVectors(...))``).
         two_level: two-level k-means (default from :data:`TWO_LEVEL_MIN_NLIST` lists).
 
     Raises:
@@ -124,7 +143,7 @@ def plan_ondisk(
         )
     nl = nlist or nlist_for(n)
     ivf = f"IVF{nl}_HNSW32" if nl >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nl}"
-    part = {"rabitq": "RaBitQ", "pq4": f"PQ{dim // 2}x4", "pq8": f"PQ{dim // 4}", "sq8": "SQ8"}[codes]
+    part = _part(codes, dim)
     metric = "l2" if codes.startswith("pq") else "ip"
     two = nl >= TWO_LEVEL_MIN_NLIST if two_level is None else two_level
     train = int(min(n, MAX_TRAIN, max(nl * TRAIN_PER_LIST, 65_536)))

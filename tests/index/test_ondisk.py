@@ -208,3 +208,28 @@ def test_two_level_kmeans_trains_the_quantiser(real64, tmp_path: Path) -> None:
         assert rec2 >= rec1 - 0.03, (nprobe, rec2, rec1)
     _, i_true = exact_ids(x, q, 10)
     assert od.tune(q, i_true, k=10, target=0.95)[2] >= 0.95
+
+
+def test_rerank_from_parquet_when_no_vectors_are_stored(real64, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from index.refine import ParquetVectors
+
+    x, q = real64
+    files = []
+    for i in range(SHARDS):  # the "database": shard i's rows, in order, as Parquet file i
+        v = np.concatenate([b for _, b in shard_source(x, i)])
+        files.append(tmp_path / f"part-{i}.parquet")
+        col = pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), 64)
+        pq.write_table(pa.table({"embedding": col}), files[-1], row_group_size=2048)
+    with pytest.raises(ondisk.IndexBuildError, match="ParquetVectors"):
+        build(tmp_path / "bare", x, vector_dtype="none")  # merged, but nothing to re-rank from
+    assert not list((tmp_path / "bare").glob("vectors-*"))
+    od_pq = ondisk.open_ondisk(tmp_path / "bare", vectors=ParquetVectors(files))
+    assert od_pq.file_bytes()["vectors"] == 0
+    od_f32 = build(tmp_path / "f32", x)
+    s1, i1 = od_pq.search(q, 10, nprobe=16, k_factor=8)
+    s2, i2 = od_f32.search(q, 10, nprobe=16, k_factor=8)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, atol=1e-6)
