@@ -54,7 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queries", type=int, help="held-out queries (default 1000; quick 400)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--target", type=float, default=0.95)
-    p.add_argument("--codes", default="rabitq", help="comma list of out-of-core codes: rabitq,pq8,pq4,sq8")
+    p.add_argument(
+        "--codes",
+        default="rabitq4",
+        help="comma list of out-of-core codes: rabitq,rabitq2,rabitq4,pq4,pq8,sq8",
+    )
     p.add_argument("--shard-rows", type=int, default=5_000_000)
     p.add_argument("--block", type=int, default=200_000, help="rows generated at a time")
     p.add_argument("--workers", type=int, default=1, help="processes adding shards")

@@ -5,9 +5,12 @@ fast-scan variants pack codes in blocks of 32 that ``merge_ondisk`` rejects), so
 is among:
 
 * ``rabitq``: ``RaBitQ`` 1-bit codes (``d / 8 + 8`` bytes), inner product: the estimator is
-  unbiased, so it ranks candidates well for exact re-ranking (the default);
+  unbiased, so it ranks candidates well for exact re-ranking;
 * ``rabitq2``, ``rabitq4``: RaBitQ with 2 or 4 bits a dimension (36 and 52 bytes at 64-d):
-  tighter estimates, fewer candidates to re-rank;
+  tighter estimates, fewer candidates to re-rank. ``rabitq4`` is the default: at 10M x 64-d
+  (``bench/scale_bench.py``) recall@10 0.95 took 4 re-ranked rows per result against 16 for
+  ``rabitq2`` and 32 for ``rabitq``, and each re-ranked row is a random read of the vector
+  file, which out of core may come from disk;
 * ``pq4``: ``PQ<d/2>x4`` on residuals, scored by **L2** (``d / 4`` bytes);
 * ``pq8``: ``PQ<d/4>`` 8-bit codes on residuals, L2 (``d / 4`` bytes, slower to scan);
 * ``sq8``: 8-bit scalar codes, inner product (``d`` bytes).
@@ -27,7 +30,7 @@ from dataclasses import asdict, dataclass
 from index.plan import HNSW_QUANTIZER_MIN_NLIST, IndexBuildError, nlist_for
 
 CODES = ("rabitq", "rabitq2", "rabitq4", "pq4", "pq8", "sq8")
-DEFAULT_CODES = "rabitq"
+DEFAULT_CODES = "rabitq4"
 TRAIN_PER_LIST = 30
 """Training vectors per list (FAISS warns below 39 for one-level k-means; two-level is fine)."""
 MAX_TRAIN = 1_048_576

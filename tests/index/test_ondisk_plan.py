@@ -14,10 +14,10 @@ GIB = 2**30
 def test_out_of_core_is_planned_when_neither_raw_nor_8bit_codes_fit() -> None:
     big = fac.plan_index(100_000_000, 64, 4 * GIB, allow_ondisk=True)
     assert big.ondisk is not None
-    assert big.factory == "IVF32768_HNSW32,RaBitQ" == big.ondisk.factory
+    assert big.factory == "IVF32768_HNSW32,RaBitQ4" == big.ondisk.factory
     assert big.ondisk.metric == "ip" and big.ondisk.vector_dtype == "float32"
     assert big.bytes_per_vector < 1  # only the quantiser stays in RAM
-    assert big.ondisk.disk_bytes_per_vector == 16 + 8 + 256 + 8
+    assert big.ondisk.disk_bytes_per_vector == 52 + 8 + 256 + 8
     assert "out-of-core" in big.reason
     # 8-bit codes fit: stay in RAM; without allow_ondisk nothing changes
     assert fac.plan_index(10_000_000, 64, 2 * GIB, allow_ondisk=True).ondisk is None
@@ -30,6 +30,7 @@ def test_out_of_core_is_planned_when_neither_raw_nor_8bit_codes_fit() -> None:
     ("codes", "factory", "metric", "code_bytes"),
     [
         ("rabitq", "IVF32768_HNSW32,RaBitQ", "ip", 16),
+        ("rabitq4", "IVF32768_HNSW32,RaBitQ4", "ip", 52),
         ("pq4", "IVF32768_HNSW32,PQ32x4", "l2", 16),
         ("pq8", "IVF32768_HNSW32,PQ16", "l2", 16),
         ("sq8", "IVF32768_HNSW32,SQ8", "ip", 64),
