@@ -377,12 +377,14 @@ class OnDiskIndex:
         target: float = 0.95,
         nprobes: Sequence[int] = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256),
         k_factors: Sequence[int] = (2, 4, 8, 16, 32, 64),
+        save: bool = False,
     ) -> tuple[int, int, float]:
         """Set the cheapest ``(nprobe, k_factor)`` whose recall@k against ``truth`` reaches ``target``.
 
         For each ``nprobe`` (increasing) the smallest ``k_factor`` reaching the target is
         kept; the pair with the fewest scanned codes plus re-ranked rows wins. When none
-        reaches it, the most accurate pair is kept.
+        reaches it, the most accurate pair is kept. With ``save`` the pair is written to
+        ``ondisk.json`` (``search``), so :func:`open_ondisk` starts from it.
 
         Returns:
             ``(nprobe, k_factor, recall)``.
@@ -407,6 +409,9 @@ class OnDiskIndex:
                 break
         rec, npb, kf = (best[3], best[1], best[2]) if best else top
         self.nprobe, self.k_factor = npb, kf
+        if save:
+            self.manifest["search"] = {"nprobe": npb, "k_factor": kf, f"recall_at_{k}": round(rec, 4)}
+            _write_json(self.folder / MANIFEST, self.manifest)
         return npb, kf, rec
 
 
@@ -450,7 +455,8 @@ def open_ondisk(folder: str | Path, vectors: VectorSource | None = None) -> OnDi
             rows=[s["rows"] for s in shards],
         )
     ids = [np.memmap(folder / s["ids_file"], dtype=np.int64, mode="r") for s in shards]
-    return OnDiskIndex(folder, index, vectors, ids, plan["nprobe"], plan["k_factor"], m)
+    tuned = m.get("search", plan)
+    return OnDiskIndex(folder, index, vectors, ids, int(tuned["nprobe"]), int(tuned["k_factor"]), m)
 
 
 # -- all four steps, locally --------------------------------------------------------------------

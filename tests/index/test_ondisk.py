@@ -86,8 +86,10 @@ def test_reranked_answers_match_the_exact_oracle(real64, tmp_path: Path) -> None
     x, q = real64
     od = build(tmp_path / "ix", x)
     d_true, i_true = exact_ids(x, q, 10)
-    npb, kf, rec = od.tune(q, i_true, k=10, target=0.95)
+    npb, kf, rec = od.tune(q, i_true, k=10, target=0.95, save=True)
     assert rec >= 0.95 and npb <= 128
+    again = ondisk.open_ondisk(tmp_path / "ix")
+    assert (again.nprobe, again.k_factor) == (npb, kf)  # the tuned pair was saved
     scores, ids = od.search(q, 10)
     assert recall_at_k(ids, i_true, 10) == pytest.approx(rec)
     # re-ranking is exact: where an id is right, so is its score (float32 vectors on disk)
