@@ -16,7 +16,8 @@ tasks in a distributed build):
    (FAISS ``OnDiskInvertedLists`` through ``faiss.contrib.ondisk.merge_ondisk``) and writes
    ``populated-KEY.index`` and then ``ondisk.json`` naming them (a crash leaves the previous
    set in force);
-4. :func:`open_ondisk` reads the quantiser into RAM and memory-maps the lists and vectors;
+4. :func:`open_ondisk` (:mod:`index.ondisk_index`) reads the quantiser into RAM and
+   memory-maps the lists and vectors;
    :meth:`OnDiskIndex.search` finds ``k * k_factor`` candidates from the codes and re-ranks
    them exactly (:mod:`index.refine`).
 
@@ -35,25 +36,38 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embedder.contract import atomic_write_bytes, temp_path
+from embedder.contract import temp_path
+from index.ondisk_index import MANIFEST, OnDiskIndex, open_ondisk, read_manifest, write_json
 from index.ondisk_plan import OnDiskPlan, plan_ondisk
 from index.plan import Block, IndexBuildError
-from index.refine import MmapVectors, VectorSource, handles, rerank, split_handles
+from index.refine import VectorSource, handles
 
-MANIFEST = "ondisk.json"
+__all__ = [
+    "MANIFEST",
+    "TRAINED",
+    "IndexBuildError",
+    "OnDiskIndex",
+    "ShardInfo",
+    "ShardSource",
+    "add_shard",
+    "build_ondisk",
+    "done_shards",
+    "merge_shards",
+    "open_ondisk",
+    "read_manifest",
+    "train_ondisk",
+]
+
 TRAINED = "trained.index"
 FORMAT = 1
 DTYPES = {"float16": ".f16", "float32": ".f32", "none": ""}
-PREFETCH_THREADS = 0
-"""Threads ``OnDiskInvertedLists`` starts per search to prefetch lists (FAISS default 32):
-starting them cost ~1-2 ms a call, 10x a single query's whole search, in ``bench`` runs."""
 
 
 def _metric(name: str) -> int:
@@ -71,10 +85,6 @@ def _write_index(index: Any, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_bytes(path, json.dumps(data, indent=1).encode())
 
 
 def shard_name(shard: int) -> str:
@@ -125,7 +135,7 @@ def train_ondisk(folder: str | Path, sample: np.ndarray, plan: OnDiskPlan, *, gp
     ivf.clustering_index = None  # type: ignore[assignment]
     path = folder / TRAINED
     _write_index(index, path)
-    _write_json(folder / "plan.json", plan.to_dict())
+    write_json(folder / "plan.json", plan.to_dict())
     return path
 
 
@@ -208,7 +218,7 @@ def add_shard(
         itmp.unlink(missing_ok=True)
     vec_name = vec_path.name if store else ""
     info = ShardInfo(shard, rows, f"{stem}.index", vec_name, ids_path.name, time.perf_counter() - t0)
-    _write_json(folder / f"{stem}.json", info.to_dict())
+    write_json(folder / f"{stem}.json", info.to_dict())
     return info
 
 
@@ -270,7 +280,7 @@ def merge_shards(folder: str | Path, *, keep_shard_indexes: bool = False) -> Pat
         raise IndexBuildError(
             f"merged {ntotal} entries but the shards hold {sum(i.rows for i in shards.values())}"
         )
-    _write_json(folder / MANIFEST, manifest)
+    write_json(folder / MANIFEST, manifest)
     if old and old["index_file"] != populated:
         (folder / old["index_file"]).unlink(missing_ok=True)
         (folder / old["lists_file"]).unlink(missing_ok=True)
@@ -278,185 +288,6 @@ def merge_shards(folder: str | Path, *, keep_shard_indexes: bool = False) -> Pat
         for p in paths:
             p.unlink(missing_ok=True)
     return folder / MANIFEST
-
-
-def read_manifest(folder: str | Path) -> dict[str, Any]:
-    """The ``ondisk.json`` of ``folder``.
-
-    Raises:
-        IndexBuildError: when it is missing.
-    """
-    path = Path(folder) / MANIFEST
-    if not path.exists():
-        raise IndexBuildError(f"{path} is missing; build the out-of-core index (build_ondisk) first")
-    return dict(json.loads(path.read_text()))
-
-
-# -- 4. open and search -------------------------------------------------------------------------
-
-
-@dataclass
-class OnDiskIndex:
-    """An opened out-of-core index: quantiser in RAM, lists and vectors memory-mapped.
-
-    Attributes:
-        folder: the index folder.
-        index: the FAISS IVF whose inverted lists are an ``OnDiskInvertedLists``.
-        vectors: where re-ranking reads the vectors: the shards' memory-mapped files, or any
-            :class:`index.refine.VectorSource` given to :func:`open_ondisk`.
-        ids: the shards' caller ids, memory-mapped (int64).
-        nprobe: lists visited per query.
-        k_factor: candidates re-ranked per result.
-    """
-
-    folder: Path
-    index: Any
-    vectors: VectorSource
-    ids: Sequence[np.ndarray]
-    nprobe: int
-    k_factor: int
-    manifest: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ntotal(self) -> int:
-        """Vectors indexed."""
-        return int(self.index.ntotal)
-
-    def file_bytes(self) -> dict[str, int]:
-        """Bytes on disk: ``lists`` (codes + handles), ``quantizer`` and ``vectors``, ``ids``."""
-        m = self.manifest
-        return {
-            "lists": (self.folder / m["lists_file"]).stat().st_size,
-            "quantizer": (self.folder / m["index_file"]).stat().st_size,
-            "vectors": int(getattr(self.vectors, "nbytes", 0)),
-            "ids": sum(int(a.nbytes) for a in self.ids),
-        }
-
-    def candidates(self, q: np.ndarray, n: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate scores and handles of the ``n`` best codes per query."""
-        import faiss as _faiss
-
-        faiss: Any = _faiss  # the parameter classes are missing from faiss's type stubs
-
-        params = faiss.SearchParametersIVF(nprobe=int(nprobe or self.nprobe))
-        return self.index.search(np.ascontiguousarray(q, dtype=np.float32), int(n), params=params)
-
-    def search(
-        self, q: np.ndarray, k: int, *, nprobe: int | None = None, k_factor: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact inner products and caller ids of the best ``k`` among ``k * k_factor`` candidates.
-
-        Returns:
-            ``(scores (nq, k) float32, ids (nq, k) int64)``, best first, ``-1`` ids when fewer.
-        """
-        q = np.atleast_2d(np.asarray(q, dtype=np.float32))
-        kf = int(k_factor or self.k_factor)
-        _, cand = self.candidates(q, k * kf, nprobe)
-        scores, h = rerank(q, cand, self.vectors, k)
-        return scores, self.ids_of(h)
-
-    def ids_of(self, h: np.ndarray) -> np.ndarray:
-        """Caller ids of handles (``-1`` stays ``-1``)."""
-        h = np.asarray(h, dtype=np.int64)
-        out = np.full(h.shape, -1, dtype=np.int64)
-        ok = h >= 0
-        shard, row = split_handles(h[ok])
-        vals = np.empty(len(shard), dtype=np.int64)
-        for s in np.unique(shard):
-            sel = shard == s
-            vals[sel] = self.ids[int(s)][row[sel]]
-        out[ok] = vals
-        return out
-
-    def tune(
-        self,
-        q: np.ndarray,
-        truth: np.ndarray,
-        *,
-        k: int = 10,
-        target: float = 0.95,
-        nprobes: Sequence[int] = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256),
-        k_factors: Sequence[int] = (2, 4, 8, 16, 32, 64),
-        save: bool = False,
-    ) -> tuple[int, int, float]:
-        """Set the cheapest ``(nprobe, k_factor)`` whose recall@k against ``truth`` reaches ``target``.
-
-        For each ``nprobe`` (increasing) the smallest ``k_factor`` reaching the target is
-        kept; the pair with the fewest scanned codes plus re-ranked rows wins. When none
-        reaches it, the most accurate pair is kept. With ``save`` the pair is written to
-        ``ondisk.json`` (``search``), so :func:`open_ondisk` starts from it.
-
-        Returns:
-            ``(nprobe, k_factor, recall)``.
-        """
-        from index.calibrate import recall_at_k
-
-        nlist = int(self.index.nlist) if hasattr(self.index, "nlist") else 1 << 30
-        per_list = self.ntotal / max(1, nlist)
-        best: tuple[float, int, int, float] | None = None
-        top: tuple[float, int, int] = (-1.0, self.nprobe, self.k_factor)
-        for npb in [v for v in nprobes if v <= nlist]:
-            for kf in k_factors:
-                _, ids = self.search(q, k, nprobe=npb, k_factor=kf)
-                rec = recall_at_k(ids, truth, k)
-                top = max(top, (rec, npb, kf))
-                if rec >= target:
-                    cost = npb * per_list + 20.0 * k * kf  # a re-ranked row ~ 20 scanned codes
-                    if best is None or cost < best[0]:
-                        best = (cost, npb, kf, rec)
-                    break
-            if best is not None and npb * per_list > best[0]:
-                break
-        rec, npb, kf = (best[3], best[1], best[2]) if best else top
-        self.nprobe, self.k_factor = npb, kf
-        if save:
-            self.manifest["search"] = {"nprobe": npb, "k_factor": kf, f"recall_at_{k}": round(rec, 4)}
-            _write_json(self.folder / MANIFEST, self.manifest)
-        return npb, kf, rec
-
-
-def open_ondisk(folder: str | Path, vectors: VectorSource | None = None) -> OnDiskIndex:
-    """Open an out-of-core index folder: lists and vectors are memory-mapped, not read.
-
-    Args:
-        folder: the index folder.
-        vectors: where re-ranking reads vectors by handle (shard ``i``, row ``r``), e.g.
-            :class:`index.refine.ParquetVectors` over the files the shards were read from;
-            default: the vector files the shards wrote.
-
-    Raises:
-        IndexBuildError: no ``ondisk.json`` (the index was never merged), or the shards
-            stored no vectors and none are given.
-        RefineError: a vector file is missing or of the wrong size.
-    """
-    import faiss
-
-    folder = Path(folder)
-    m = read_manifest(folder)
-    plan = m["plan"]
-    index = faiss.read_index(str(folder / m["index_file"]), faiss.IO_FLAG_ONDISK_SAME_DIR)
-    lists: Any = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)  # type: ignore[arg-type]
-    lists.prefetch_nthread = PREFETCH_THREADS
-    shards = m["shards"]
-    if [s["shard"] for s in shards] != list(range(len(shards))):
-        raise IndexBuildError(
-            f"{folder / MANIFEST} lists shards {[s['shard'] for s in shards]}; expected 0..n-1"
-        )
-    if vectors is None:
-        if plan["vector_dtype"] == "none":
-            raise IndexBuildError(
-                f"the shards in {folder} stored no vectors; pass vectors=ParquetVectors(files) "
-                "(shard i = file i) to open_ondisk"
-            )
-        vectors = MmapVectors(
-            [folder / s["vectors_file"] for s in shards],
-            plan["dim"],
-            plan["vector_dtype"],
-            rows=[s["rows"] for s in shards],
-        )
-    ids = [np.memmap(folder / s["ids_file"], dtype=np.int64, mode="r") for s in shards]
-    tuned = m.get("search", plan)
-    return OnDiskIndex(folder, index, vectors, ids, int(tuned["nprobe"]), int(tuned["k_factor"]), m)
 
 
 # -- all four steps, locally --------------------------------------------------------------------
