@@ -35,6 +35,7 @@ from bench.peers import DuckDBPeer, FaissPeer, HnswlibPeer, NumpyPeer, Peer, Sca
 IVF_SWEEP = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 EF_SWEEP = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 LEAVES_SWEEP = (5, 10, 15, 20, 30, 40, 60, 80, 120, 160, 240)
+REFINE_PQ_ENGINE = "FAISS IVF-PQ4fsr-L2+RFlat"
 
 
 def log(msg: str) -> None:
@@ -142,8 +143,8 @@ def graph_peers(a: argparse.Namespace) -> list[tuple[Peer, str]]:
         out.append((UsearchPeer("usearch", m, efc, sweep=EF_SWEEP, threads=th), f"f32 M{m} efC{efc}"))
     if "scann" in a.peers and _version("scann"):  # no wheel for this platform: row left out
         leaves = max(100, int(2 * a.n**0.5))  # 2000 at 1M
-        cfg = f"tree {leaves} leaves, AH 2 dims/block, reorder 100"
-        out.append((ScannPeer("ScaNN", leaves, 100, sweep=LEAVES_SWEEP, threads=th), cfg))
+        cfg = f"tree {leaves} leaves, AH 2 dims/block, reorder 300"
+        out.append((ScannPeer("ScaNN", leaves, 300, sweep=LEAVES_SWEEP, threads=th), cfg))
     return out
 
 
@@ -241,10 +242,17 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps(results, indent=2, default=str))
         os.replace(tmp, out)
 
-    ivf_factory = plan.factory if "IVF" in plan.factory else f"IVF{fac.nlist_for(a.n)},Flat"
-    engine = "FAISS HNSW" if "HNSW" in plan.factory and "IVF" not in plan.factory else "FAISS IVF"
+    ivf_flat = f"IVF{fac.nlist_for(a.n)},Flat"
+    if fac.l2_coded(plan.factory):  # earthvec's default is the refine row of the same structure
+        ivf_factory, engine = ivf_flat, REFINE_PQ_ENGINE
+        a.peers.add("refine")
+    elif "HNSW" in plan.factory and "IVF" not in plan.factory:
+        ivf_factory, engine = ivf_flat, "FAISS HNSW"
+    else:
+        ivf_factory, engine = (plan.factory if "IVF" in plan.factory else ivf_flat), "FAISS IVF"
     api_factory = plan.factory if plan.factory != "Flat" else ivf_factory
     results["plan"]["engine"] = engine if plan.factory != "Flat" else "FAISS IVF"
+    results["plan"]["refine_k_factor"] = fac.REFINE_K_FACTOR
     for peer, cfg in all_peers(a, ivf_factory):
         target = a.target if peer.knob else 1.0
         rows.append(run_peer(peer, cfg, x, q, truth, k=a.k, target=target, log=log))
