@@ -160,7 +160,7 @@ def refine_peers(a: argparse.Namespace, nlist: int) -> list[tuple[Peer, str]]:
     rq = f"IVF{nlist},RaBitQfs,RFlat"
     return [
         (
-            FaissPeer("FAISS IVF-PQ4fsr-L2+RFlat", pq, sweep=IVF_SWEEP, threads=th, metric="l2", k_factor=8),
+            FaissPeer(REFINE_PQ_ENGINE, pq, sweep=IVF_SWEEP, threads=th, metric="l2", k_factor=8),
             pq + " L2 kf8",
         ),
         (FaissPeer("FAISS IVF-RaBitQfs+RFlat", rq, sweep=IVF_SWEEP, threads=th, k_factor=8), rq + " kf8"),
@@ -242,17 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps(results, indent=2, default=str))
         os.replace(tmp, out)
 
-    ivf_flat = f"IVF{fac.nlist_for(a.n)},Flat"
-    if fac.l2_coded(plan.factory):  # earthvec's default is the refine row of the same structure
-        ivf_factory, engine = ivf_flat, REFINE_PQ_ENGINE
-        a.peers.add("refine")
-    elif "HNSW" in plan.factory and "IVF" not in plan.factory:
-        ivf_factory, engine = ivf_flat, "FAISS HNSW"
-    else:
-        ivf_factory, engine = (plan.factory if "IVF" in plan.factory else ivf_flat), "FAISS IVF"
+    ivf_factory = plan.factory if "IVF" in plan.factory else f"IVF{fac.nlist_for(a.n)},Flat"
+    engine = "FAISS HNSW" if "HNSW" in plan.factory and "IVF" not in plan.factory else "FAISS IVF"
     api_factory = plan.factory if plan.factory != "Flat" else ivf_factory
     results["plan"]["engine"] = engine if plan.factory != "Flat" else "FAISS IVF"
-    results["plan"]["refine_k_factor"] = fac.REFINE_K_FACTOR
     for peer, cfg in all_peers(a, ivf_factory):
         target = a.target if peer.knob else 1.0
         rows.append(run_peer(peer, cfg, x, q, truth, k=a.k, target=target, log=log))

@@ -88,59 +88,17 @@ def _dim_for(factory: str) -> int:
     return int(np.lcm.reduce(np.array(nums + [8], dtype=np.int64))) * 2
 
 
-L2_CODED = re.compile(r"(IVF\d+(?:_HNSW\d+)?,PQ\d+(?:x\d+)?(?:fsr?)?),RFlat")
-"""Factory strings whose PQ codes rank candidates by L2 before the exact inner-product re-ranking."""
-
-
-def l2_coded(factory: str) -> bool:
-    """Whether :func:`new_index` scores the PQ codes of ``factory`` by L2 (see :func:`new_index`)."""
-    return L2_CODED.fullmatch(_strip_ids(factory.replace(" ", ""))) is not None
-
-
-def _l2_coded_refine(base_factory: str, dim: int) -> Any:
-    """PQ codes ranked by L2, then the candidates re-ranked by exact inner product.
-
-    FAISS's ``IndexRefine`` insists on one metric for both stages, so it is built with an
-    L2 flat and the flat is swapped for an inner-product one; the refine's own metric (inner
-    product) orders the results, and both survive ``write_index``/``read_index``.
-    """
-    import faiss as _faiss
-
-    faiss: Any = _faiss  # SWIG ownership attributes are missing from faiss's type stubs
-    base = faiss.index_factory(dim, base_factory, faiss.METRIC_L2)
-    flat = faiss.IndexFlatIP(dim)
-    ref = faiss.IndexRefine(base, faiss.IndexFlatL2(dim))
-    ref.refine_index = flat
-    ref.metric_type = faiss.METRIC_INNER_PRODUCT
-    ref.own_fields = ref.own_refine_index = True
-    base.this.disown()
-    flat.this.disown()
-    idmap = faiss.IndexIDMap2(ref)
-    idmap.own_fields = True
-    ref.this.disown()
-    return idmap
-
-
 def new_index(factory: str, dim: int) -> Any:
     """An empty inner-product index for a factory string, taking int64 ids (H3 cells).
 
     The string is normalised first (:func:`normalise_factory`); IVF structures start with
     ``nprobe`` from :func:`nprobe_for`, HNSW with ``efSearch`` 64 (both are saved with the
     index; :func:`calibrate` tunes them).
-
-    ``IVF<n>,PQ<m>x4fsr,RFlat`` (any PQ codes of an IVF, then ``RFlat``) ranks the codes by
-    L2 and re-ranks by exact inner product: on unit vectors both metrics order neighbours
-    alike, but a PQ code estimates L2 ~3x more accurately (``bench/pq_diagnosis.py``: with
-    inner product, ``IVF4096,PQ64x4fs,RFlat`` never passed recall@10 0.71). Scores are
-    inner products like every other structure's.
     """
     import faiss
 
     fstr = normalise_factory(factory, dim)
-    if l2_coded(fstr):
-        index = _l2_coded_refine(L2_CODED.fullmatch(_strip_ids(fstr)).group(1), dim)  # type: ignore[union-attr]
-    else:
-        index = faiss.index_factory(dim, fstr, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.index_factory(dim, fstr, faiss.METRIC_INNER_PRODUCT)
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         ivf.nprobe = nprobe_for(ivf.nlist)

@@ -5,14 +5,10 @@ The structure is a FAISS factory string (``"Flat"``, ``"IVF4096,Flat"``,
 
 * fewer than :data:`EXACT_MAX` vectors: ``Flat`` (exact search is fast enough and needs no
   training);
-* up to :data:`GRAPH_MAX` vectors whose raw vectors and codes fit the memory budget:
-  ``IVF<nlist>,PQ<d/2>x4fsr,RFlat``, 4-bit fast-scan PQ codes of residuals ranked by L2 and
-  the ``k * REFINE_K_FACTOR`` best re-ranked by exact inner product
-  (:func:`index.faiss_build.new_index`). In ``bench/search_bench.py`` at 1M x 128 (recall@10
-  >= 0.95, 2 threads, one run) it answered as many single queries as hnswlib and FAISS
-  ``HNSW32`` and 1.5x / 1.9x their batched queries, built in 38 s against 122 s / 202 s, in
-  556 against 788 / 784 bytes a vector. It is filled block by block but cannot remove rows,
-  so updates rebuild it; ``HNSW32`` stays available as an override;
+* up to :data:`GRAPH_MAX` vectors whose graph and raw vectors fit the memory budget:
+  ``HNSW32`` (a graph: in ``bench/search_bench.py`` at 1M x 128 it answered ~7x more queries/s
+  than ``IVF4096,Flat`` at recall@10 0.95; it is filled by one ``add`` and cannot remove
+  rows, so updates rebuild it);
 * the raw vectors fit in the memory budget: ``IVF<nlist>,Flat`` (exact distances inside the
   probed lists, so no refinement is needed; it is filled block by block and supports
   removal, which incremental index updates use);
@@ -58,8 +54,7 @@ GRAPH_M = 32
 """Links per node of the HNSW graph."""
 
 GRAPH_MAX = 5_000_000
-"""Above this many vectors: ``IVF,Flat`` (incremental updates by removal) instead of a
-structure that rebuilds on every change."""
+"""Above this many vectors the graph's build time (one ``add``, ~2 cores) is too long: IVF."""
 
 HNSW_EF_CONSTRUCTION = 100
 """Candidate list size while building the graph."""
@@ -87,9 +82,8 @@ FEW_ITER = 10
 TRAIN_SAMPLE = MAX_TRAIN
 """Alias of :data:`MAX_TRAIN` (training sample size used by ``index.store``)."""
 
-REFINE_K_FACTOR = 8
-"""A ``Refine(...)`` index re-ranks ``k * REFINE_K_FACTOR`` compressed-code candidates (8:
-``IVF4096,PQ64x4fsr,RFlat`` by L2 reached recall@10 0.95 at nprobe 8 on the 1M x 128 bench set)."""
+REFINE_K_FACTOR = 16
+"""A ``Refine(...)`` index re-ranks ``k * REFINE_K_FACTOR`` compressed-code candidates."""
 
 Block = tuple[np.ndarray, np.ndarray]
 """``(ids int64 (n,), vectors float32 (n, d))``."""
@@ -167,6 +161,8 @@ def bytes_per_vector(factory: str, dim: int) -> float:
         elif m := re.fullmatch(r"PQ(\d+)(x(\d+))?(fs|fsr)?", part):
             bits = int(m.group(3) or 8)
             total += int(m.group(1)) * bits / 8
+        elif re.fullmatch(r"RaBitQ(fs)?\d*(_\d+)?", part):
+            total += _faiss_code_size(part, dim)
         elif m := re.fullmatch(r"SQ(8|4|6|fp16|bf16)", part):
             total += {"8": dim, "4": dim / 2, "6": dim * 0.75}.get(m.group(1), 2 * dim)
         elif m := re.fullmatch(r"(OPQ|PCAR?)\d+(_\d+)?", part):
@@ -178,11 +174,20 @@ def bytes_per_vector(factory: str, dim: int) -> float:
         else:
             raise IndexBuildError(
                 f"cannot estimate the memory of factory component {part!r} in {factory!r}; "
-                "use Flat, HNSW<M>, IVF<n>,Flat, IVF<n>,PQ<m>[x<bits>][fs], SQ8, RFlat or Refine(...)"
+                "use Flat, HNSW<M>, IVF<n>,Flat, IVF<n>,PQ<m>[x<bits>][fs], RaBitQ[fs], SQ8, RFlat "
+                "or Refine(...)"
             )
-    if ivf and "Flat" not in factory and "PQ" not in factory and "SQ" not in factory:
+    if ivf and not any(c in factory for c in ("Flat", "PQ", "SQ", "RaBitQ")):
         raise IndexBuildError(f"factory {factory!r} names an IVF index without codes")
     return total
+
+
+def _faiss_code_size(part: str, dim: int) -> float:
+    """Bytes of one code of the codes component ``part`` as FAISS lays it out."""
+    import faiss
+
+    index = faiss.index_factory(dim, f"IVF1,{part}", faiss.METRIC_INNER_PRODUCT)
+    return float(faiss.extract_index_ivf(index).code_size)
 
 
 def _split_factory(factory: str) -> list[str]:
@@ -245,16 +250,16 @@ def plan_index(
     if n < EXACT_MAX:
         f = "Flat"
         return IndexPlan(f, n, dim, bytes_per_vector(f, dim), f"exact: {n} < {EXACT_MAX} vectors")
-    refined = f"IVF{nlist},PQ{_pq_subquantizers(dim)}x4fsr,RFlat"
-    if n <= GRAPH_MAX and dim % 2 == 0 and n * bytes_per_vector(refined, dim) <= budget:
+    graph = f"HNSW{GRAPH_M}"
+    if n <= GRAPH_MAX and n * (bytes_per_vector(graph, dim) + 4 * dim) <= budget:
         return IndexPlan(
-            refined,
+            graph,
             n,
             dim,
-            bytes_per_vector(refined, dim),
-            f"raw vectors and codes fit in {budget / 2**30:.1f} GiB and n <= {GRAPH_MAX:,}: 4-bit "
-            "PQ codes ranked by L2, re-ranked exactly (fastest at recall 0.95 in bench/search_bench.py)",
-            params,
+            bytes_per_vector(graph, dim),
+            f"graph and raw vectors fit in {budget / 2**30:.1f} GiB and n <= {GRAPH_MAX:,}: "
+            "HNSW graph (fastest at recall 0.95 in bench/search_bench.py)",
+            {"efSearch": HNSW_EF_SEARCH},
         )
     ivf = f"IVF{nlist}_HNSW32" if nlist >= HNSW_QUANTIZER_MIN_NLIST else f"IVF{nlist}"
     f = f"{ivf},Flat"
