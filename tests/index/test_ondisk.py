@@ -235,3 +235,22 @@ def test_rerank_from_parquet_when_no_vectors_are_stored(real64, tmp_path: Path) 
     s2, i2 = od_f32.search(q, 10, nprobe=16, k_factor=8)
     np.testing.assert_array_equal(i1, i2)
     np.testing.assert_allclose(s1, s2, atol=1e-6)
+
+
+def test_shards_added_by_worker_processes_equal_a_local_build(real64, tmp_path: Path) -> None:
+    import shutil
+
+    x, q = real64
+    plan = plan_ondisk(len(x), 64, nlist=128)
+    ondisk.train_ondisk(tmp_path / "pool", x[::4], plan)
+    (tmp_path / "local").mkdir()
+    for name in (ondisk.TRAINED, "plan.json"):  # one training for both
+        shutil.copy(tmp_path / "pool" / name, tmp_path / "local" / name)
+    pool = ondisk.build_ondisk(
+        tmp_path / "pool", sources(x), x[::4], n=len(x), plan=plan, workers=2, threads=1
+    )
+    local = ondisk.build_ondisk(tmp_path / "local", sources(x), x[::4], n=len(x), plan=plan)
+    for od in (pool, local):
+        assert od.ntotal == len(x)
+    np.testing.assert_array_equal(pool.candidates(q, 50, 16)[1], local.candidates(q, 50, 16)[1])
+    np.testing.assert_array_equal(pool.search(q, 10)[1], local.search(q, 10)[1])
