@@ -124,8 +124,9 @@ class FaissPeer(Peer):
 class ScannPeer(Peer):
     """ScaNN: k-means tree, anisotropic hashing (2 dims per 4-bit block), exact reordering.
 
-    Reordering 100 candidates capped recall@10 at 0.915 on the 1M x 128 set (leaves 2000,
-    up to 240 searched); 300 reaches 0.95 (``bench_results/search.json`` sweep).
+    On the 1M x 128 set (2000 leaves) reordering 100 candidates capped recall@10 at 0.92 with
+    240 leaves searched; reordering 300 reached 0.952 with 120 (two ``bench/search_bench.py``
+    runs).
     """
 
     def __init__(self, name: str, leaves: int, reorder: int = 300, **kw: Any) -> None:
