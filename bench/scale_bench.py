@@ -67,6 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", default="data/eurosat_ms")
     p.add_argument("--folder", default="bench_results/scale_index", help="index folders go here")
     p.add_argument("--keep", action="store_true", help="keep the index folders")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep a killed run's folder and add only its missing shards (ground truth in a pass of its own)",
+    )
     p.add_argument("--out", default="bench_results/scale.json", help="JSON file or folder")
     a = p.parse_args(argv)
     a.n = a.n or (1_000_000 if a.quick else 100_000_000)
@@ -182,7 +187,8 @@ def run_codes(
 
     plan = plan_ondisk(a.n, ts.dim, codes=codes, vector_dtype=a.vector_dtype)
     folder = Path(a.folder) / f"{codes}-n{a.n}"
-    shutil.rmtree(folder, ignore_errors=True)
+    if not a.resume:
+        shutil.rmtree(folder, ignore_errors=True)
     log(f"{codes}: {plan.factory} ({plan.reason}); sample {plan.train_size:,}")
     t_s, sample = timed(lambda: training_sample(ts, plan.train_size))
     shards = _shard_list(ts, a.shard_rows)
@@ -287,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ts = TiledSet(real, n=a.n, n_queries=a.queries, block=a.block)
     res["data"] = ts.describe()
     truth: np.ndarray | None = None
-    if a.workers > 1:  # shards run in other processes: a pass of its own
+    if a.workers > 1 or a.resume:  # shards run elsewhere or were added before: a pass of its own
         log(f"{a.n:,} x {a.dim}: streaming exact ground truth for {a.queries} queries")
         t_gt, truth = timed(lambda: stream_truth(ts, ts.queries, a.k))
         res["ground_truth_s"] = round(t_gt, 1)
