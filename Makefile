@@ -7,7 +7,7 @@ DEMO_DB ?= demo_db
 DEMO_SERVE ?= 1
 PORT ?= 8501
 
-.PHONY: install test test-all test-browser demo bench chaos bad-input lint clean
+.PHONY: install test test-all test-browser demo bench bench-scale chaos bad-input lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ demo: install
 
 bench: install
 	$(BIN)/earthvec bench --out bench_results
+
+bench-scale: install  # the out-of-core index at 100M x 64-d: hours on 2 cores, ~40 GB of disk
+	$(BIN)/earthvec bench --only scale --out bench_results
 
 chaos: install  # SIGKILL fault injection, then the hostile-input and SQL-escape tables
 	$(BIN)/python -m bench.chaos --kills $(or $(KILLS),20) --out bench_results

@@ -5,8 +5,8 @@ How the set is made (the benchmark's JSON records every parameter):
 1. **Real vectors.** Every EuroSAT-MS chip (13 bands, 64x64 px at 10 m) is cut into 4x4-pixel
    patches (40 m). A patch's 13 x 16 = 208 standardised reflectances (scaled and standardised
    with the ``sentinel2-l1c-eurosat`` preset of ``embedder/sensors.json``) are projected to
-   128-d by one fixed Gaussian random matrix (seed 0) and L2-normalised. 369 chips give
-   94,464 real 128-d vectors with real spectral and spatial structure.
+   128-d (or another ``dim``) by one fixed Gaussian random matrix (seed 0) and L2-normalised.
+   369 chips give 94,464 real vectors with real spectral and spatial structure.
 2. **Held-out queries.** ``n_queries`` real vectors drawn at random are removed from the seed
    pool and never enter the base set (nor do noisy copies of them).
 3. **Tiling up.** The base set starts with every remaining real vector; the rest are noisy
@@ -81,12 +81,14 @@ def normalise(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-def load_real_vectors(eurosat_root: str | Path, chip_step: int = 1) -> RealVectors:
-    """Real 128-d patch vectors of the EuroSAT chips listed in the manifest.
+def load_real_vectors(eurosat_root: str | Path, chip_step: int = 1, dim: int = DIM) -> RealVectors:
+    """Real ``dim``-d (default 128) patch vectors of the EuroSAT chips listed in the manifest.
 
     Args:
         eurosat_root: folder with ``manifest.csv`` and ``tif/``.
         chip_step: use every ``chip_step``-th chip (1 = all 369).
+        dim: output dimension of the random projection (the 128-d set is the default; the
+            100M-vector scale benchmark uses 64).
     """
     import rasterio
 
@@ -102,7 +104,7 @@ def load_real_vectors(eurosat_root: str | Path, chip_step: int = 1) -> RealVecto
             raw = src.read()
         f = patch_features(raw, mean, std, sensor.scale)
         if proj is None:
-            proj = projection(f.shape[1])
+            proj = projection(f.shape[1], dim)
         feats.append(normalise(f @ proj))
         chip_of.append(np.full(len(f), i, dtype=np.int32))
     return RealVectors(
@@ -154,16 +156,21 @@ class TiledSet:
         self.sigma = float(np.median(nn_distance(self.real.vectors[self.seed_idx])))
         self._slot = self._parent_slots()
 
+    @property
+    def dim(self) -> int:
+        """Vector dimension (of the real vectors the set is tiled from)."""
+        return int(self.real.vectors.shape[1])
+
     def describe(self) -> dict[str, object]:
         """Parameters that define the set (for the JSON report)."""
         return {
-            "source": "EuroSAT-MS 4x4-pixel patch spectra (13 bands), random projection to 128-d",
+            "source": f"EuroSAT-MS 4x4-pixel patch spectra (13 bands), random projection to {self.dim}-d",
             "real_vectors": int(len(self.real.vectors)),
             "seed_vectors": int(len(self.seed_idx)),
             "queries": self.n_queries,
             "queries_are": "held-out real patch vectors (no copies of them in the base)",
             "n": self.n,
-            "dim": DIM,
+            "dim": self.dim,
             "noise_sigma": round(self.sigma, 5),
             "noise": "copy = normalise(seed + sigma * N(0, I) / sqrt(d)), seed uniform",
             "cells": f"distinct H3 res-{CELL_RES} children of the chip's res-{PARENT_RES} cell",
@@ -199,8 +206,8 @@ class TiledSet:
         noisy = np.arange(start, stop) >= len(self.seed_idx)
         if noisy.any():
             rng = np.random.default_rng([self.seed, 2, b])
-            g = rng.standard_normal((int(noisy.sum()), DIM), dtype=np.float32)
-            x[noisy] += (self.sigma / np.sqrt(DIM)) * g
+            g = rng.standard_normal((int(noisy.sum()), self.dim), dtype=np.float32)
+            x[noisy] += (self.sigma / np.sqrt(self.dim)) * g
             x[noisy] = normalise(x[noisy])
         return x
 
@@ -232,7 +239,7 @@ class TiledSet:
 
     def matrix(self) -> np.ndarray:
         """The whole base set as one array (only for sets that fit in RAM)."""
-        out = np.empty((self.n, DIM), dtype=np.float32)
+        out = np.empty((self.n, self.dim), dtype=np.float32)
         for start, stop, x in self.blocks():
             out[start:stop] = x
         return out
@@ -275,5 +282,3 @@ class TiledSet:
             cells = cells | (np.uint64(1) * (digits % 7).astype(np.uint64) << shift)
             digits //= 7
         return cells
-
-

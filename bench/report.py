@@ -79,14 +79,14 @@ def render(results: dict[str, Any]) -> str:
         f"{d.get('queries', 0)} held-out queries, k=10, {results['args']['threads']} threads "
         f"(load avg at start {results['machine']['load_average_at_start']})",
         "",
-        f"{'engine':<18} {'config':<36} {'knob':<20} {'recall@10':>9} {'QPS 1':>8} "
+        f"{'engine':<26} {'config':<36} {'knob':<20} {'recall@10':>9} {'QPS 1':>8} "
         f"{'QPS batch':>9} {'build s':>8} {'B/vec':>7}",
-        "-" * 122,
+        "-" * 130,
     ]
     for r in results.get("rows", []):
         knob = f"{r['knob']}={r['knob_value']}" if r["knob"] else "exact"
         lines.append(
-            f"{r['engine']:<18} {r['config'][:36]:<36} {knob:<20} {_fmt(r['recall'], '.4f'):>9} "
+            f"{r['engine']:<26} {r['config'][:36]:<36} {knob:<20} {_fmt(r['recall'], '.4f'):>9} "
             f"{_fmt(r['qps_single']):>8} {_fmt(r['qps_batch']):>9} {_fmt(r['build_s'], '.1f'):>8} "
             f"{_fmt(r['bytes_per_vector']):>7}"
         )

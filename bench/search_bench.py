@@ -30,10 +30,12 @@ import numpy as np
 from bench import report
 from bench.data import TiledSet, load_real_vectors
 from bench.measure import Row, recall_at_k, run_peer, timed
-from bench.peers import DuckDBPeer, FaissPeer, HnswlibPeer, NumpyPeer, Peer, UsearchPeer
+from bench.peers import DuckDBPeer, FaissPeer, HnswlibPeer, NumpyPeer, Peer, ScannPeer, UsearchPeer
 
 IVF_SWEEP = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 EF_SWEEP = (10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+LEAVES_SWEEP = (5, 10, 15, 20, 30, 40, 60, 80, 120, 160, 240)
+REFINE_PQ_ENGINE = "FAISS IVF-PQ4fsr-L2+RFlat"
 
 
 def log(msg: str) -> None:
@@ -63,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--peers",
         default="all",
-        help="comma list of: ivf,hnsw,hnswlib,usearch,pq (compressed),flat,numpy,duckdb,api (or all)",
+        help="comma list of: ivf,hnsw,hnswlib,usearch,scann,pq (compressed),refine (PQ/RaBitQ + exact "
+        "re-ranking),flat,numpy,duckdb,api (or all)",
     )
     p.add_argument("--data", default="data/eurosat_ms", help="EuroSAT-MS folder (manifest.csv)")
     p.add_argument("--out", default="bench_results/search.json", help="JSON file or folder")
@@ -74,7 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.big_n = (0 if a.quick else 10_000_000) if a.big_n is None else a.big_n
     a.label_n = a.label_n or (200_000 if a.quick else 2_000_000)
     a.peers = (
-        {"ivf", "hnsw", "hnswlib", "usearch", "pq", "flat", "numpy", "duckdb", "api"}
+        {"ivf", "hnsw", "hnswlib", "usearch", "scann", "pq", "refine", "flat", "numpy", "duckdb", "api"}
         if a.peers == "all"
         else set(a.peers.split(","))
     )
@@ -96,9 +99,20 @@ def machine() -> dict[str, Any]:
         "usearch": usearch.__version__,
         "duckdb": duckdb.__version__,
         "numpy": np.__version__,
+        "scann": _version("scann"),
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
     }
+
+
+def _version(dist: str) -> str | None:
+    """Installed version of ``dist`` (``None`` when missing)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
 
 
 def exact_truth(x: np.ndarray, q: np.ndarray, k: int) -> np.ndarray:
@@ -127,7 +141,30 @@ def graph_peers(a: argparse.Namespace) -> list[tuple[Peer, str]]:
         out.append((HnswlibPeer("hnswlib", m, efc, sweep=EF_SWEEP, threads=th), f"M{m} efC{efc}"))
     if "usearch" in a.peers:
         out.append((UsearchPeer("usearch", m, efc, sweep=EF_SWEEP, threads=th), f"f32 M{m} efC{efc}"))
+    if "scann" in a.peers and _version("scann"):  # no wheel for this platform: row left out
+        leaves = max(100, int(2 * a.n**0.5))  # 2000 at 1M
+        cfg = f"tree {leaves} leaves, AH 2 dims/block, reorder 300"
+        out.append((ScannPeer("ScaNN", leaves, 300, sweep=LEAVES_SWEEP, threads=th), cfg))
     return out
+
+
+def refine_peers(a: argparse.Namespace, nlist: int) -> list[tuple[Peer, str]]:
+    """Compressed codes + exact re-ranking (RFlat, k_factor 8): the fixed PQ path and RaBitQ.
+
+    ``PQ<d/2>x4fsr`` (residuals) scored by L2 on the unit vectors: the estimate that ranks
+    well (``bench/pq_diagnosis.py``); RaBitQ is scored by inner product (its estimator is
+    unbiased).
+    """
+    th, d = a.threads, 128
+    pq = f"IVF{nlist},PQ{d // 2}x4fsr,RFlat"
+    rq = f"IVF{nlist},RaBitQfs,RFlat"
+    return [
+        (
+            FaissPeer(REFINE_PQ_ENGINE, pq, sweep=IVF_SWEEP, threads=th, metric="l2", k_factor=8),
+            pq + " L2 kf8",
+        ),
+        (FaissPeer("FAISS IVF-RaBitQfs+RFlat", rq, sweep=IVF_SWEEP, threads=th, k_factor=8), rq + " kf8"),
+    ]
 
 
 def all_peers(a: argparse.Namespace, ivf_factory: str) -> list[tuple[Peer, str]]:
@@ -139,6 +176,8 @@ def all_peers(a: argparse.Namespace, ivf_factory: str) -> list[tuple[Peer, str]]
     if "ivf" in a.peers:
         out.append((FaissPeer("FAISS IVF", ivf_factory, sweep=IVF_SWEEP, threads=th), ivf_factory))
     out += graph_peers(a)
+    if "refine" in a.peers:
+        out += refine_peers(a, fac.nlist_for(a.n))
     if "pq" in a.peers:  # every rung of the compressed ladder: memory against recall
         for f, _why in fac.compressed_ladder(a.n, 128):
             name = "FAISS IVF-" + f.split(",", 1)[1].replace("PQ64x4fsr", "PQ4fsr")

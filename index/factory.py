@@ -3,7 +3,8 @@
 One idea per module: :mod:`index.plan` chooses the factory string from data size and memory
 (:mod:`index.memory` measures the memory, cgroup limits included), :mod:`index.faiss_build`
 makes, trains and fills the index from a block stream, and :mod:`index.calibrate` tunes
-search parameters for a target recall. This module re-exports them so that
+search parameters for a target recall; :mod:`index.ondisk_plan` plans the out-of-core index
+(built by :mod:`index.ondisk`). This module re-exports them so that
 ``from index import factory as fac`` reaches everything.
 """
 
@@ -26,6 +27,7 @@ from index.faiss_build import (
     train_size_for,
 )
 from index.memory import available_memory
+from index.ondisk_plan import OnDiskPlan, plan_ondisk
 from index.plan import (
     EXACT_MAX,
     FEW_ITER,
@@ -70,6 +72,7 @@ __all__ = [
     "IndexPlan",
     "MAX_TRAIN",
     "MEMORY_FRACTION",
+    "OnDiskPlan",
     "REFINE_K_FACTOR",
     "TRAIN_PER_LIST",
     "TRAIN_SAMPLE",
@@ -91,6 +94,7 @@ __all__ = [
     "nprobe_for",
     "parquet_blocks",
     "plan_index",
+    "plan_ondisk",
     "recall_at_k",
     "sample_blocks",
     "search_params",

@@ -41,18 +41,15 @@ from index.plan import (
 
 
 def gpu_available() -> bool:
-    """True when the FAISS build has CUDA support and sees a GPU."""
-    import faiss
-
-    get = getattr(faiss, "get_num_gpus", None)
-    return bool(get and hasattr(faiss, "StandardGpuResources") and get() > 0)
+    """True when the FAISS build has CUDA support and sees a GPU (see :mod:`index.gpu`)."""
+    return gpu_count() > 0
 
 
 def gpu_count() -> int:
     """Number of GPUs FAISS can use (0 for faiss-cpu)."""
-    import faiss
+    from index import gpu
 
-    return int(faiss.get_num_gpus()) if gpu_available() else 0
+    return gpu.gpu_count()
 
 
 def to_gpu(index: Any) -> Any:
@@ -166,6 +163,21 @@ def search_params(index: Any, k: int, sel: Any = None) -> Any:
     import faiss as _faiss
 
     faiss: Any = _faiss  # the parameter classes are missing from faiss's type stubs
+    refine = _refine_of(index)
+    if refine is not None:  # IndexRefine takes only its own parameter class
+        if sel is None:
+            return None
+        if isinstance(index, faiss.IndexIDMap):  # the base sees internal ids: translate
+            sel = faiss.IDSelectorTranslated(faiss.downcast_index(index).id_map, sel)
+        base_ivf = faiss.try_extract_index_ivf(refine.base_index)
+        base = (
+            faiss.SearchParametersIVF(sel=sel, nprobe=base_ivf.nprobe)
+            if base_ivf is not None
+            else faiss.SearchParameters(sel=sel)
+        )
+        params = faiss.IndexRefineSearchParameters(k_factor=refine.k_factor, base_index_params=base)
+        params.referenced_objects = [base, sel]  # SWIG keeps raw pointers: keep them alive
+        return params
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         return faiss.SearchParametersIVF(sel=sel, nprobe=ivf.nprobe) if sel is not None else None
@@ -225,7 +237,9 @@ def _train(index: Any, sample: np.ndarray, use_gpu: bool) -> None:
     if ivf is not None and ivf.nlist >= FEW_ITER_MIN_NLIST:
         ivf.cp.niter = FEW_ITER
     if use_gpu and ivf is not None:
-        ivf.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(ivf.d))
+        from index.gpu import gpu_clustering_index
+
+        ivf.clustering_index = gpu_clustering_index(ivf.d)
     index.train(sample)
 
 

@@ -14,7 +14,11 @@ The structure is a FAISS factory string (``"Flat"``, ``"IVF4096,Flat"``,
   removal, which incremental index updates use);
 * otherwise compressed codes (:func:`compressed_ladder`): 16-bit float codes, else 8-bit
   scalar codes, else a 4-bit fast-scan product quantiser (``IVF<nlist>,PQ<d/2>x4fsr``),
-  whichever is the most accurate that fits.
+  whichever is the most accurate that fits;
+* with ``allow_ondisk=True``, when neither the raw vectors nor 8-bit codes fit: the
+  out-of-core index of :mod:`index.ondisk` (:func:`plan_ondisk`: compressed codes in
+  memory-mapped inverted lists, exact re-ranking from a memory-mapped vector file), whose
+  RAM need is the coarse quantiser alone.
 
 ``nlist`` is the power of two nearest ``4 * sqrt(n)``; from 16,384 lists the coarse quantiser
 is an HNSW graph so that adding millions of vectors does not scan every centroid.
@@ -29,63 +33,35 @@ are in ``bench/search_bench.py``.
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from embedder.errors import EarthvecError
 from index.memory import available_memory
 
-EXACT_MAX = 100_000
-"""Below this many vectors the index is exact (``Flat``)."""
+if TYPE_CHECKING:
+    from index.ondisk_plan import OnDiskPlan
 
-GRAPH_M = 32
-"""Links per node of the HNSW graph."""
-
-GRAPH_MAX = 5_000_000
-"""Above this many vectors the graph's build time (one ``add``, ~2 cores) is too long: IVF."""
-
-HNSW_EF_CONSTRUCTION = 100
-"""Candidate list size while building the graph."""
-
-HNSW_EF_SEARCH = 64
-"""Default candidate list size while searching (``calibrate`` tunes it)."""
-
-MEMORY_FRACTION = 0.5
-"""Share of the available RAM an index may use when no budget is given."""
-
-TRAIN_PER_LIST = 40
-"""Training vectors per IVF list (FAISS warns below 39; more costs k-means time, 2 cores)."""
-
-MAX_TRAIN = 262_144
-"""Upper bound on the k-means training sample."""
-
-HNSW_QUANTIZER_MIN_NLIST = 16_384
-"""From this many IVF lists the coarse quantiser is an HNSW graph (fast assignment of adds)."""
-
-FEW_ITER_MIN_NLIST = 8_192
-"""From this many lists k-means runs :data:`FEW_ITER` iterations (FAISS default 25)."""
-
-FEW_ITER = 10
-
-TRAIN_SAMPLE = MAX_TRAIN
-"""Alias of :data:`MAX_TRAIN` (training sample size used by ``index.store``)."""
-
-REFINE_K_FACTOR = 16
-"""A ``Refine(...)`` index re-ranks ``k * REFINE_K_FACTOR`` compressed-code candidates."""
-
-Block = tuple[np.ndarray, np.ndarray]
-"""``(ids int64 (n,), vectors float32 (n, d))``."""
-
-BlockSource = Callable[[], Iterable[Block]]
-"""A function returning a fresh iterator over the blocks (called once per pass)."""
-
-
-class IndexBuildError(EarthvecError, ValueError):
-    """The index cannot be built: bad factory string, wrong dimension, empty input."""
+from index.plan_rules import (  # noqa: F401  (re-exported: callers import them from index.plan)
+    EXACT_MAX,
+    FEW_ITER,
+    FEW_ITER_MIN_NLIST,
+    GRAPH_M,
+    GRAPH_MAX,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_EF_SEARCH,
+    HNSW_QUANTIZER_MIN_NLIST,
+    MAX_TRAIN,
+    MEMORY_FRACTION,
+    REFINE_K_FACTOR,
+    TRAIN_PER_LIST,
+    TRAIN_SAMPLE,
+    Block,
+    BlockSource,
+    IndexBuildError,
+    nlist_for,
+    nprobe_for,
+)
 
 
 @dataclass(frozen=True)
@@ -100,6 +76,8 @@ class IndexPlan:
         reason: one sentence for logs and the sidecar.
         search_params: suggested starting parameters (``nprobe``/``efSearch``); tune them
             with :func:`calibrate` on the real data.
+        ondisk: set when the structure is the out-of-core index (build it with
+            :func:`index.ondisk.build_ondisk`, not :func:`index.faiss_build.build_from_blocks`).
     """
 
     factory: str
@@ -108,6 +86,7 @@ class IndexPlan:
     bytes_per_vector: float
     reason: str
     search_params: dict[str, int] = field(default_factory=dict)
+    ondisk: OnDiskPlan | None = None
 
     @property
     def total_bytes(self) -> float:
@@ -116,17 +95,6 @@ class IndexPlan:
 
 
 # -- choosing ---------------------------------------------------------------------------------
-
-
-def nlist_for(n: int) -> int:
-    """IVF list count: the power of two nearest ``4 * sqrt(n)``, within [64, 65536]."""
-    target = 4.0 * math.sqrt(max(n, 1))
-    return int(min(65536, max(64, 2 ** round(math.log2(target)))))
-
-
-def nprobe_for(nlist: int) -> int:
-    """A starting ``nprobe`` (about nlist / 256, at least 8); :func:`calibrate` refines it."""
-    return max(8, nlist // 256)
 
 
 def bytes_per_vector(factory: str, dim: int) -> float:
@@ -150,6 +118,8 @@ def bytes_per_vector(factory: str, dim: int) -> float:
         elif m := re.fullmatch(r"PQ(\d+)(x(\d+))?(fs|fsr)?", part):
             bits = int(m.group(3) or 8)
             total += int(m.group(1)) * bits / 8
+        elif re.fullmatch(r"RaBitQ(fs)?\d*(_\d+)?", part):
+            total += _faiss_code_size(part, dim)
         elif m := re.fullmatch(r"SQ(8|4|6|fp16|bf16)", part):
             total += {"8": dim, "4": dim / 2, "6": dim * 0.75}.get(m.group(1), 2 * dim)
         elif m := re.fullmatch(r"(OPQ|PCAR?)\d+(_\d+)?", part):
@@ -161,11 +131,20 @@ def bytes_per_vector(factory: str, dim: int) -> float:
         else:
             raise IndexBuildError(
                 f"cannot estimate the memory of factory component {part!r} in {factory!r}; "
-                "use Flat, HNSW<M>, IVF<n>,Flat, IVF<n>,PQ<m>[x<bits>][fs], SQ8, RFlat or Refine(...)"
+                "use Flat, HNSW<M>, IVF<n>,Flat, IVF<n>,PQ<m>[x<bits>][fs], RaBitQ[fs], SQ8, RFlat "
+                "or Refine(...)"
             )
-    if ivf and "Flat" not in factory and "PQ" not in factory and "SQ" not in factory:
+    if ivf and not any(c in factory for c in ("Flat", "PQ", "SQ", "RaBitQ")):
         raise IndexBuildError(f"factory {factory!r} names an IVF index without codes")
     return total
+
+
+def _faiss_code_size(part: str, dim: int) -> float:
+    """Bytes of one code of the codes component ``part`` as FAISS lays it out."""
+    import faiss
+
+    index = faiss.index_factory(dim, f"IVF1,{part}", faiss.METRIC_INNER_PRODUCT)
+    return float(faiss.extract_index_ivf(index).code_size)
 
 
 def _split_factory(factory: str) -> list[str]:
@@ -197,6 +176,7 @@ def plan_index(
     memory_bytes: int | None = None,
     *,
     override: str | None = None,
+    allow_ondisk: bool = False,
 ) -> IndexPlan:
     """Pick the index structure for ``n`` vectors of ``dim`` within ``memory_bytes``.
 
@@ -205,6 +185,8 @@ def plan_index(
         dim: vector dimension.
         memory_bytes: budget for the index; default half of the RAM available now.
         override: a factory string given by the user; it wins over the rules but is checked.
+        allow_ondisk: plan the out-of-core index (``IndexPlan.ondisk``) when neither the raw
+            vectors nor 8-bit codes fit the budget, instead of 4-bit codes in RAM or an error.
 
     Raises:
         IndexBuildError: for a bad dimension, a bad override, or when even the smallest
@@ -247,11 +229,26 @@ def plan_index(
             f"raw vectors fit in {budget / 2**30:.1f} GiB: inverted lists with exact distances",
             params,
         )
+    if allow_ondisk and n * bytes_per_vector(f"{ivf},SQ8", dim) > budget:
+        from index.ondisk_plan import plan_ondisk
+
+        od = plan_ondisk(n, dim)
+        return IndexPlan(
+            od.factory,
+            n,
+            dim,
+            od.ram_bytes_per_vector,
+            f"raw vectors ({n * 4 * dim / 2**30:.1f} GiB) and 8-bit codes exceed the "
+            f"{budget / 2**30:.1f} GiB budget: out-of-core ({od.reason})",
+            {"nprobe": od.nprobe, "k_factor": od.k_factor},
+            ondisk=od,
+        )
     got = compressed_factory(n, dim, budget)
     if got is None:
         raise IndexBuildError(
             f"{n} vectors of dim {dim} do not fit in {budget / 2**30:.2f} GiB even as 4-bit PQ "
-            "codes; give more memory (--memory) or index a smaller region"
+            "codes; give more memory (--memory), build the out-of-core index "
+            "(index.ondisk.build_ondisk) or index a smaller region"
         )
     f, why = got
     return IndexPlan(

@@ -1,5 +1,6 @@
 """Layer rules: index and app import without torch (and builds without Ray); layers only call downward."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,17 +24,23 @@ def test_index_and_app_import_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
+def _imports(path: Path, packages: str) -> bool:
+    """Whether the file imports one of ``packages`` (a regex alternation) at any depth."""
+    return re.search(rf"^\s*(from|import)\s+({packages})\b", path.read_text(), re.MULTILINE) is not None
+
+
 def test_layers_call_downward_only():
-    bad = []
-    for path in (ROOT / "embedder").rglob("*.py"):
-        text = path.read_text()
-        if "from index" in text or "import index" in text or "from app" in text or "import app" in text:
-            bad.append(str(path))
-    for path in (ROOT / "index").rglob("*.py"):
-        text = path.read_text()
-        if "from app" in text or "import app" in text or "import torch" in text:
-            bad.append(str(path))
+    bad = [str(p) for p in (ROOT / "embedder").rglob("*.py") if _imports(p, "index|app")]
+    bad += [str(p) for p in (ROOT / "index").rglob("*.py") if _imports(p, "app|torch")]
     assert not bad, f"upward imports in {bad}"
+
+
+def test_the_layer_rule_sees_an_upward_import(tmp_path):
+    p = tmp_path / "m.py"
+    p.write_text('"""Scores from approximate candidates."""\n\ndef f():\n    from app.cli import main\n')
+    assert _imports(p, "index|app")
+    p.write_text('"""Scores from approximate candidates; import torch elsewhere."""\n')
+    assert not _imports(p, "index|app|torch")
 
 
 MAX_LINES = 400

@@ -10,13 +10,18 @@ from pathlib import Path
 
 HELP = "Run the benchmarks and write a JSON report."
 
-SUITES = ("build", "ingest", "eval", "global", "search", "plugins", "ray")
+SUITES = ("build", "ingest", "eval", "global", "search", "plugins", "ray", "pq", "scale")
+DEFAULT = tuple(s for s in SUITES if s != "scale")  # scale: 100M vectors, hours on 2 cores (make bench-scale)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``earthvec bench``."""
     p.add_argument("--out", default="bench_results", help="folder for the JSON reports")
-    p.add_argument("--only", default=",".join(SUITES), help=f"comma list of: {', '.join(SUITES)}")
+    p.add_argument(
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"comma list of: {', '.join(SUITES)} (default: all but scale)",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run of a few minutes)")
     p.add_argument("--data", default=None, help="sample-data folder (default $EARTHVEC_DATA or data/)")
 
@@ -114,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
         elif suite == "ray":
             cmd = [py, "-m", "bench.ray_bench", "--out", str(out / "ray.json"), "--data", str(data)]
             rc = _run(cmd + (["--quick"] if args.quick else []))
+        elif suite == "pq":  # why 4-bit PQ with inner product failed, and the fix
+            cmd = [py, "-m", "bench.pq_diagnosis", "--out", str(out / "pq_diagnosis.json")]
+            rc = _run(cmd + ["--data", str(data / "eurosat_ms")] + (["--n", "200000"] if args.quick else []))
+        elif suite == "scale":  # the out-of-core index: 100M x 64-d (hours on 2 cores), quick 1M
+            cmd = [py, "-m", "bench.scale_bench", "--out", str(out / "scale.json")]
+            rc = _run(cmd + ["--data", str(data / "eurosat_ms")] + (["--quick"] if args.quick else []))
         else:
             print(f"unknown suite {suite!r}; choose from {', '.join(SUITES)}", file=sys.stderr)
             rc = 2

@@ -208,3 +208,27 @@ def test_gpu_training_matches_cpu_quality(patches: np.ndarray) -> None:
     assert abs(recalls[0] - recalls[1]) < 0.03
     exact_gpu = fac.to_gpu(fac.build_from_blocks(blocks_of(x, ids, 5_000)).index)
     assert fac.recall_at_k(exact_gpu.search(q, 10)[1], truth) >= 0.99
+
+
+def test_refined_codes_with_filters_through_the_id_map(patches: np.ndarray) -> None:
+    """``...,RFlat`` under ``IDMap2``: a filter on caller ids reaches the codes' search.
+
+    FAISS's ``IndexRefine`` takes only its own parameter class and its base sees internal
+    ids, so :func:`search_params` translates the selector (before, such searches raised).
+    """
+    x, q = patches[1000:], patches[:200]
+    ids = np.arange(len(x), dtype=np.int64) * 7 + 11
+    built = fac.build_from_blocks(blocks_of(x, ids, 8000), factory="IVF256,RaBitQfs,RFlat")
+    index = built.index
+    truth = exact(x, ids, q, 10)
+    name, _value, rec = fac.calibrate(index, q, truth, k=10, target=0.95)
+    assert name == "nprobe" and rec >= 0.95
+    keep = ids[(ids % 2) == 1]
+    sel = faiss.IDSelectorBatch(len(keep), faiss.swig_ptr(keep))
+    d, fi = index.search(q, 10, params=fac.search_params(index, 10, sel))
+    assert np.all(fi[fi >= 0] % 2 == 1)
+    odd = (ids % 2) == 1
+    assert fac.recall_at_k(fi, exact(x[odd], ids[odd], q, 10), 10) >= 0.9
+    ok = fi >= 0
+    exact_ip = np.einsum("qd,qkd->qk", q, x[(np.where(ok, fi, 11) - 11) // 7])
+    np.testing.assert_allclose(d[ok], exact_ip[ok], atol=1e-5)  # re-ranked scores are exact
