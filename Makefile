@@ -7,7 +7,7 @@ DEMO_DB ?= demo_db
 DEMO_SERVE ?= 1
 PORT ?= 8501
 
-.PHONY: install test test-all test-browser demo bench bench-scale chaos bad-input lint clean
+.PHONY: install test test-ray test-all test-browser demo bench bench-scale chaos bad-input lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ install: $(STAMP)
 
 test: install
 	$(BIN)/python -m pytest
+
+test-ray: install  # the Ray runner on a local cluster, kill tests included (~3 min)
+	$(BIN)/python -m pytest -m ray -p no:cacheprovider
 
 test-all: install
 	$(BIN)/python -m pytest -m "not gpu and not browser"

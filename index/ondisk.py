@@ -23,7 +23,8 @@ tasks in a distributed build):
 
 The IVF stores *handles* (``shard << 40 | row``), not the caller's ids, so shards never need
 each other's row counts; search maps handles back to the ids given to :func:`add_shard`.
-:func:`build_ondisk` runs the four steps locally. The structure (codes, metric, ``nlist``)
+:func:`build_ondisk` runs the four steps locally, adding shards in a loop, in local
+processes, or as Ray tasks (``ray=RayOptions(...)``). The structure (codes, metric, ``nlist``)
 comes from :func:`index.plan.plan_ondisk`.
 """
 
@@ -39,7 +40,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from index.ondisk_index import MANIFEST, OnDiskIndex, open_ondisk, read_manifest
 from index.ondisk_plan import OnDiskPlan, plan_ondisk
 from index.plan import Block, IndexBuildError
 from index.refine import VectorSource, handles
+
+if TYPE_CHECKING:
+    from embedder.ray_runner import RayOptions
 
 __all__ = [
     "MANIFEST",
@@ -300,6 +304,26 @@ def _add_shard_job(folder: str, shard: int, source: ShardSource, threads: int) -
     return add_shard(folder, shard, source(), threads=threads).to_dict()
 
 
+def _add_with_ray(
+    folder: Path,
+    todo: list[int],
+    shards: Sequence[ShardSource],
+    threads: int,
+    options: RayOptions,
+    say: Callable[[str], None],
+) -> None:
+    """Add shards ``todo`` as Ray tasks, reporting each as it finishes (any order)."""
+    from embedder.ray_runner import ray_session
+
+    with ray_session(options) as ray:
+        job = ray.remote(num_cpus=threads, max_retries=2)(_add_shard_job)
+        pending = [job.remote(str(folder), i, shards[i], threads) for i in todo]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            d = ray.get(done[0])
+            say(f"shard {d['shard']}: {d['rows']:,} rows in {d['seconds']:.1f} s (Ray task)")
+
+
 def build_ondisk(
     folder: str | Path,
     shards: Sequence[ShardSource],
@@ -312,6 +336,7 @@ def build_ondisk(
     gpu: bool = False,
     vectors: VectorSource | None = None,
     log: Callable[[str], None] | None = None,
+    ray: RayOptions | None = None,
 ) -> OnDiskIndex:
     """Train, add every shard (``workers`` processes), merge and open (see module doc).
 
@@ -328,6 +353,9 @@ def build_ondisk(
         gpu: train k-means on the GPU.
         vectors: re-ranking source when the plan stores no vectors (see :func:`open_ondisk`).
         log: progress messages.
+        ray: add the shards as Ray tasks (one CPU-bound task per shard, ``threads`` CPUs each)
+            on the cluster these options name, instead of local processes; every task must
+            see ``folder`` (a shared file system on a multi-machine cluster).
     """
     folder = Path(folder)
     plan = plan or plan_ondisk(n, int(sample.shape[1]))
@@ -341,7 +369,9 @@ def build_ondisk(
     done = done_shards(folder)
     todo = [i for i in range(len(shards)) if i not in done]
     per = threads or max(1, (os.cpu_count() or 1) // max(1, workers))
-    if workers <= 1:
+    if ray is not None:
+        _add_with_ray(folder, todo, shards, threads or 1, ray, say)
+    elif workers <= 1:
         for i in todo:
             info = add_shard(folder, i, shards[i](), threads=per)
             say(f"shard {i}: {info.rows:,} rows in {info.seconds:.1f} s")

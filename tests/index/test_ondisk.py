@@ -254,3 +254,28 @@ def test_shards_added_by_worker_processes_equal_a_local_build(real64, tmp_path: 
         assert od.ntotal == len(x)
     np.testing.assert_array_equal(pool.candidates(q, 50, 16)[1], local.candidates(q, 50, 16)[1])
     np.testing.assert_array_equal(pool.search(q, 10)[1], local.search(q, 10)[1])
+
+
+@pytest.mark.ray
+def test_shards_added_as_ray_tasks_equal_a_local_build(real64, tmp_path: Path) -> None:
+    import shutil
+
+    pytest.importorskip("ray")
+    from embedder.ray_runner import RayOptions
+
+    x, q = real64
+    plan = plan_ondisk(len(x), 64, nlist=128)
+    ondisk.train_ondisk(tmp_path / "ray", x[::4], plan)
+    (tmp_path / "local").mkdir()
+    for name in (ondisk.TRAINED, "plan.json"):
+        shutil.copy(tmp_path / "ray" / name, tmp_path / "local" / name)
+    said: list[str] = []
+    opts = RayOptions(init={"num_cpus": 2, "object_store_memory": 256 * 2**20})
+    on_ray = ondisk.build_ondisk(
+        tmp_path / "ray", sources(x), x[::4], n=len(x), plan=plan, threads=1, ray=opts, log=said.append
+    )
+    local = ondisk.build_ondisk(tmp_path / "local", sources(x), x[::4], n=len(x), plan=plan)
+    assert sum("(Ray task)" in m for m in said) == SHARDS
+    assert on_ray.ntotal == local.ntotal == len(x)
+    np.testing.assert_array_equal(on_ray.candidates(q, 50, 16)[1], local.candidates(q, 50, 16)[1])
+    np.testing.assert_array_equal(on_ray.search(q, 10)[1], local.search(q, 10)[1])
