@@ -40,8 +40,9 @@ bench: install
 bench-scale: install  # the out-of-core index at 100M x 64-d: hours on 2 cores, ~40 GB of disk
 	$(BIN)/earthvec bench --only scale --out bench_results
 
-chaos: install  # SIGKILL fault injection, then the hostile-input and SQL-escape tables
+chaos: install  # SIGKILL fault injection, concurrency, then the hostile-input and SQL-escape tables
 	$(BIN)/python -m bench.chaos --kills $(or $(KILLS),20) --out bench_results
+	$(BIN)/python -m bench.concurrency --readers 4 --out bench_results
 	$(BIN)/python -m bench.bad_input --slow
 
 bad-input: install  # hostile/broken input through the CLI: prints the case table (part of make chaos)
