@@ -22,8 +22,10 @@ between neighbours may swap, so ids are compared as recall, scores as absolute d
 5. ``cagra`` (FAISS with cuVS only): recall@10 of the GPU search >= 0.95 at ``itopk`` 128, and
    the CPU ``IndexHNSWCagra`` converted from it within 0.03 of the GPU's recall at efSearch 128.
 6. ``embedder`` (CUDA torch only): the EuroSAT chips embedded by ``earthvec-mm`` in a build
-   on the GPU (bf16 autocast) and on the CPU (``CUDA_VISIBLE_DEVICES=``): cosine of every
-   cell's two vectors >= 0.99 and top-5 neighbour overlap >= 0.8.
+   on the GPU and on the CPU (``CUDA_VISIBLE_DEVICES=``), both float32 (the default on every
+   device, TF32 off): the same model version in both, every component within 1e-4 of the CPU
+   vector's (the tolerance under which the two share one ``name@version``) and top-5
+   neighbour overlap >= 0.8.
 
 Prints one line per check and writes ``bench_results/gpu_check.json``; exits 1 if any fails.
 """
@@ -152,6 +154,7 @@ def embedder_check(data: Path) -> dict[str, Any]:
 
     pattern = str(data / "eurosat_ms" / "tif" / "**" / "*.tif")
     mats = {}
+    versions: dict[str, set[str]] = {}
     with tempfile.TemporaryDirectory() as d:
         for dev, visible in (("gpu", os.environ.get("CUDA_VISIBLE_DEVICES", "0")), ("cpu", "")):
             db = Path(d) / dev
@@ -162,6 +165,7 @@ def embedder_check(data: Path) -> dict[str, Any]:
             env = {**os.environ, "CUDA_VISIBLE_DEVICES": visible}
             subprocess.run([sys.executable, "-c", code, str(db), pattern], check=True, env=env)
             t = contract.read_table(db)
+            versions[dev] = set(t.column(contract.MODEL).to_pylist())
             order = np.argsort(t.column(contract.H3).to_numpy())
             mats[dev] = (t.column(contract.H3).to_numpy()[order], contract.embeddings_matrix(t)[order])
     same = bool(np.array_equal(mats["gpu"][0], mats["cpu"][0]))
@@ -169,10 +173,14 @@ def embedder_check(data: Path) -> dict[str, Any]:
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     na, nb = np.argsort(-(a @ a.T), axis=1)[:, 1:6], np.argsort(-(b @ b.T), axis=1)[:, 1:6]
     overlap = float(np.mean([len(np.intersect1d(u, v)) / 5 for u, v in zip(na, nb, strict=True)]))
+    diff = float(np.abs(a - b).max())
+    one_version = versions["gpu"] == versions["cpu"] and len(versions["cpu"]) == 1
     return check(
         "embedder",
-        same and cos.min() >= 0.99 and overlap >= 0.8,
+        same and one_version and diff <= 1e-4 and overlap >= 0.8,
         same_cells=same,
+        same_version=one_version,
+        max_abs_difference=diff,
         min_cosine=float(cos.min()),
         top5_overlap=overlap,
         rows=len(a),
