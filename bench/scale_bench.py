@@ -157,6 +157,32 @@ def stream_truth(ts: TiledSet, q: np.ndarray, k: int) -> np.ndarray:
     return tap.result()
 
 
+def stored_rows_match(od: Any, ts: TiledSet, shard_rows: int, per_shard: int = 64) -> bool:
+    """Whether the index's stored ids and vectors are the set's rows (a few per shard, checked).
+
+    A resumed build reuses shards written by an earlier process: this catches shards that do
+    not hold what the set generates now.
+    """
+    from index.refine import handles
+
+    per = max(1, shard_rows // ts.block) * ts.block
+    rng = np.random.default_rng(11)
+    for shard in range(len(od.ids)):
+        start = shard * per
+        n = len(od.ids[shard])
+        rows = np.sort(rng.choice(n, min(per_shard, n), replace=False))
+        h = handles(shard, rows)
+        if not np.array_equal(od.ids_of(h), start + rows):
+            return False
+        b = (start + rows[0]) // ts.block  # one generated block is enough to compare against
+        s, e = ts.block_rows(int(b))
+        inside = rows[(start + rows >= s) & (start + rows < e)]
+        want = ts.vectors(s, e)[start + inside - s]
+        if not np.allclose(od.vectors.take(handles(shard, inside)), want, atol=1e-6):
+            return False
+    return True
+
+
 def disk_bytes(folder: Path) -> int:
     """Bytes of the files under ``folder``."""
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
@@ -206,6 +232,8 @@ def run_codes(
             raise RuntimeError(f"the ground truth saw {tap.rows} rows, not {a.n}: was a shard skipped?")
         truth, gt_s = tap.result(), tap.seconds
         build_s -= gt_s
+    stored = stored_rows_match(od, ts, a.shard_rows)
+    log(f"  stored rows match the generated set: {stored}")
     q = ts.queries
     half = len(q) // 2
     tq, tt, eq, et = q[:half], truth[:half], q[half:], truth[half:]
@@ -219,6 +247,7 @@ def run_codes(
         "metric": plan.metric,
         "plan": plan.to_dict(),
         "shards": len(shards),
+        "stored_rows_match": stored,
         "sample_s": round(t_s, 1),
         "build_s": round(build_s, 1),
         "ground_truth_s": None if gt_s is None else round(gt_s, 1),

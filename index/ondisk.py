@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from embedder.contract import temp_path
+from embedder.contract import publish_file, temp_path
 from index.ondisk_index import MANIFEST, OnDiskIndex, open_ondisk, read_manifest, write_json
 from index.ondisk_plan import OnDiskPlan, plan_ondisk
 from index.plan import Block, IndexBuildError
@@ -86,7 +86,7 @@ def _write_index(index: Any, path: Path) -> None:
     tmp = temp_path(path)
     try:
         faiss.write_index(index, str(tmp))
-        os.replace(tmp, path)
+        publish_file(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -214,9 +214,9 @@ def add_shard(
                 idf.write(np.ascontiguousarray(ids, dtype=np.int64).tobytes())
                 rows += len(x)
         _write_index(index, folder / f"{stem}.index")
-        if store:
-            os.replace(vtmp, vec_path)
-        os.replace(itmp, ids_path)
+        if store:  # each file durable before the shard's JSON marks it done
+            publish_file(vtmp, vec_path)
+        publish_file(itmp, ids_path)
     finally:
         vtmp.unlink(missing_ok=True)
         itmp.unlink(missing_ok=True)

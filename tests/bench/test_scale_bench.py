@@ -64,3 +64,24 @@ def test_pq_diagnosis_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     for e in res["estimator"]:  # same codes: the L2 estimate errs less than the IP one
         assert e["error_std_l2"] < e["error_std_ip"]
     assert "the failing string" in capsys.readouterr().out
+
+
+def test_a_resumed_build_is_checked_against_the_generated_set(tmp_path: Path) -> None:
+    """``stored_rows_match`` accepts an index of the set and refuses one whose shard holds other rows."""
+    import functools
+
+    from bench.data import TiledSet, load_real_vectors
+    from bench.scale_bench import shard_blocks, stored_rows_match
+    from index.ondisk import build_ondisk
+    from index.ondisk_plan import plan_ondisk
+
+    real = load_real_vectors(REPO / "data" / "eurosat_ms", chip_step=6, dim=64)
+    ts = TiledSet(real, n=40_000, n_queries=50, block=5_000)
+    plan = plan_ondisk(ts.n, 64, nlist=64)
+    sample = ts.vectors(0, 5_000)
+    good = [functools.partial(shard_blocks, ts, b, b + 2) for b in (0, 2, 4, 6)]
+    od = build_ondisk(tmp_path / "good", good, sample, n=ts.n, plan=plan)
+    assert stored_rows_match(od, ts, shard_rows=10_000)
+    swapped = [good[0], good[2], good[1], good[3]]  # shard 1 holds shard 2's rows
+    od = build_ondisk(tmp_path / "swapped", swapped, sample, n=ts.n, plan=plan)
+    assert not stored_rows_match(od, ts, shard_rows=10_000)
