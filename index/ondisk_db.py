@@ -178,11 +178,16 @@ def partition_blocks(files: tuple[str, ...]) -> Iterator[Block]:
     process pool or a Ray task can run the shard).
     """
     crash_point(CRASH_SHARD)
+    yield latest_block(files)
+
+
+def latest_block(files: tuple[str, ...]) -> Block:
+    """A partition's cells (int64) and their most recent vectors (float32), read from its files."""
     table, _ = latest_rows(
         read_files([Path(f) for f in files], [contract.H3, contract.DATETIME, contract.EMBEDDING])
     )
     ids = np.asarray(table.column(contract.H3).to_numpy(), dtype=np.uint64).astype(np.int64)
-    yield ids, contract.embeddings_matrix(table)
+    return ids, contract.embeddings_matrix(table)
 
 
 def _count_latest(files: list[Path]) -> int:
@@ -206,7 +211,7 @@ def training_sample(parts: list[list[Path]], counts: list[int], size: int, seed:
     for files, pick in zip(parts, picks, strict=True):
         if pick == 0:
             continue
-        _, x = next(partition_blocks(tuple(str(f) for f in files)))
+        _, x = latest_block(tuple(str(f) for f in files))
         out.append(x[np.sort(rng.choice(len(x), int(pick), replace=False))])
     return np.concatenate(out)
 
