@@ -306,7 +306,8 @@ def open_db_ondisk(db: str | Path) -> tuple[OnDiskIndex, OnDiskRecord]:
         if rec.fingerprint != snap.fingerprint:
             raise IndexMismatchError(
                 f"the out-of-core index of {db} is stale: built from generation {rec.generation} "
-                f"({rec.model}), but the embeddings changed since; rebuild it: {fix}"
+                f"({rec.model}), but the embeddings changed since; rebuild it: {fix} "
+                f"(or build the in-RAM index: earthvec index {db})"
             )
     with faiss_chatter_to_stderr():
         return open_ondisk(ondisk_dir(db) / rec.folder), rec

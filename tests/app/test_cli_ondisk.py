@@ -78,3 +78,39 @@ def test_stale_out_of_core_index_is_reported_and_refused(
     assert "354 cells in 16 shards" in capsys.readouterr().out
     assert main(["similar", str(cli_db), "--cell", q, "-k", "3", "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 4
+
+
+def test_overwrite_of_a_published_database_makes_it_stale(
+    eurosat_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database with a manifest and an in-RAM index: ``--out-of-core`` picks the out-of-core one."""
+    from embedder.build import build_db
+    from tests.conftest import DATA
+
+    db = tmp_path / "db"
+    shutil.copytree(eurosat_db, db)
+    assert main(["index", str(db), "--out-of-core", "--nlist", "8"]) == 0
+    assert "generation" in capsys.readouterr().out
+    q = h3.int_to_str(int(_latest(db)[0][0]))
+    assert main(["similar", str(db), "--cell", q, "-k", "3", "--out-of-core", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    industrial = str(DATA / "eurosat_ms" / "tif" / "Industrial" / "*.tif")
+    build_db(db, [industrial], sensor="sentinel2-l1c-eurosat", model="stats", overwrite=True)
+    q = h3.int_to_str(int(_latest(db)[0][0]))
+    assert main(["info", str(db)]) == 0
+    assert "out-of-core index    stale:" in capsys.readouterr().out
+    for flag in (["--out-of-core"], []):  # without an in-RAM index the stale one is refused, not replaced
+        assert main(["similar", str(db), "--cell", q, "-k", "3", *flag]) != 0
+        assert f"earthvec index {db} --out-of-core" in capsys.readouterr().err
+    assert main(["index", str(db)]) == 0  # the in-RAM index, which similar prefers
+    capsys.readouterr()
+    assert main(["similar", str(db), "--cell", q, "-k", "3", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert main(["similar", str(db), "--cell", q, "-k", "3", "--out-of-core"]) != 0  # still stale
+    assert main(["index", str(db), "--out-of-core", "--nlist", "8"]) == 0
+    assert main(["index", str(db), "--rebuild"]) == 0  # another publish, and its sweep of DB/index
+    capsys.readouterr()
+    assert main(["info", str(db)]) == 0
+    assert "out-of-core index    fresh:" in capsys.readouterr().out
+    assert main(["similar", str(db), "--cell", q, "-k", "3", "--out-of-core", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
