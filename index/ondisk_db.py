@@ -40,7 +40,7 @@ from embedder.errors import IndexMismatchError, QueryError
 from embedder.faults import crash_point
 from index.hits import Hits
 from index.ondisk import build_ondisk
-from index.ondisk_index import OnDiskIndex, open_ondisk
+from index.ondisk_index import OnDiskIndex, open_ondisk, read_manifest
 from index.ondisk_plan import DEFAULT_CODES, plan_ondisk
 from index.plan import Block
 from index.vectors import (
@@ -54,17 +54,9 @@ from index.vectors import (
 )
 
 __all__ = [
-    "CRASH_SHARD",
-    "OnDiskRecord",
-    "answers_queries",
-    "build_db_ondisk",
-    "open_db_ondisk",
-    "ondisk_state",
-    "ondisk_summary",
-    "read_record",
-    "search_ondisk",
-    "similar_ondisk",
-]
+    "CRASH_SHARD", "OnDiskRecord", "answers_queries", "build_db_ondisk", "open_db_ondisk",
+    "ondisk_state", "ondisk_summary", "read_record", "search_ondisk", "similar_ondisk",
+]  # fmt: skip
 
 CRASH_SHARD = "ondisk-shard"
 """Crash point reached as each shard starts reading (``EARTHVEC_KILL_AT=ondisk-shard:2``: after
@@ -216,6 +208,13 @@ def training_sample(parts: list[list[Path]], counts: list[int], size: int, seed:
     return np.concatenate(out)
 
 
+def _built_nlist(db: Path, rec: OnDiskRecord | None) -> int | None:
+    """The ``nlist`` the build in force was planned with."""
+    if rec is None:
+        return None
+    return int(read_manifest(ondisk_dir(db) / rec.folder)["plan"]["nlist"])
+
+
 def build_db_ondisk(
     db: str | Path,
     *,
@@ -237,7 +236,7 @@ def build_db_ondisk(
         codes: codes of the IVF (:data:`index.ondisk_plan.CODES`).
         vector_dtype: dtype of the vectors kept for exact re-ranking.
         workers: processes adding shards at once.
-        rebuild: build even when the current index is fresh.
+        rebuild: build even when the current index is fresh (so is another ``nlist``).
         log: progress messages.
 
     Returns:
@@ -252,7 +251,8 @@ def build_db_ondisk(
     with contract.pinned(db, contract.load_snapshot(db)) as snap:
         old = read_record(db)
         current = old is not None and (ondisk_dir(db) / old.folder).is_dir()
-        if old is not None and current and not rebuild and old.fingerprint == snap.fingerprint:
+        same_lists = nlist is None or (current and _built_nlist(db, old) == nlist)
+        if old is not None and current and same_lists and not rebuild and old.fingerprint == snap.fingerprint:
             return old, False
         meta = contract.read_meta(db)
         parts = list(partition_files(db).values())
@@ -261,7 +261,7 @@ def build_db_ondisk(
         plan = plan_ondisk(n, meta.dim, codes=codes, nlist=nlist, vector_dtype=vector_dtype)
         say(f"{n:,} cells in {len(parts)} partitions: {plan.factory} ({plan.reason})")
         folder = ondisk_build_dir(db, snap.fingerprint)
-        if rebuild and old is not None and old.folder == folder.name:
+        if current and old is not None and old.folder == folder.name:
             folder = folder.with_name(f"{folder.name}-{uuid.uuid4().hex[:8]}")  # never the one in force
         sample = training_sample(parts, counts, plan.train_size)
         shards = [functools.partial(partition_blocks, tuple(str(f) for f in files)) for files in parts]

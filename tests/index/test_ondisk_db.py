@@ -107,6 +107,9 @@ def test_a_changed_database_makes_it_stale_and_similar_refuses(db: Path) -> None
     assert ondisk_state(db) == "fresh" and len(similar_ondisk(db, q, k=5)) == 5
     assert not (contract.ondisk_dir(db) / rec.folder).exists()  # the replaced build is removed
     assert build_db_ondisk(db, nlist=NLIST) == (again, False)  # fresh: nothing to do
+    other, built = build_db_ondisk(db, nlist=NLIST // 2)  # other lists: built aside, then current
+    assert built and other.factory.startswith(f"IVF{NLIST // 2},") and other.folder != again.folder
+    assert [p.name for p in contract.ondisk_dir(db).glob("build-*")] == [other.folder]
 
 
 def _index_cli(db: Path, kill_at: str | None) -> subprocess.CompletedProcess[str]:
