@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from embedder import contract
 from embedder.contract import Sidecar, index_dir, pyramid_levels, table_files
 from embedder.contract.layout import listed_embedding_files
+from index.ondisk_db import ondisk_summary
 from index.origin import is_fresh
 from index.pyramid import level_state
 from index.store import index_state
@@ -24,6 +25,8 @@ def db_info(db: str | Path) -> dict[str, Any]:
         ``rows``, ``cells``, ``partitions``, ``files``, ``bytes``, ``model``,
         ``dim``, ``h3_resolution``, ``partition_resolution``, ``datetime_min/max``,
         ``dated_rows``, ``modalities``, ``sensors``, ``index`` (state, factory, count),
+        ``ondisk`` (the out-of-core index: state ``fresh``/``stale``, factory, count, ...;
+        ``None`` when it has none),
         ``pyramid`` (resolutions of the parent aggregates built), ``labels`` and
         ``predictions`` (file names), ``stale_pyramid`` and ``stale_predictions`` (made from
         other embeddings: rebuild them), ``unlisted`` (Parquet files under ``embeddings/``
@@ -75,6 +78,7 @@ def _info(db: Path, snap: contract.Snapshot) -> dict[str, Any]:
             "model": sc.model if sc else None,
             "built_at": sc.built_at if sc else None,
         },
+        "ondisk": ondisk_summary(db),
         "pyramid": levels,
         "stale_pyramid": [r for r in levels if level_state(db, r) == "stale"],
         "labels": _names(db / contract.LABELS_DIR),

@@ -340,7 +340,8 @@ def build_ondisk(
 ) -> OnDiskIndex:
     """Train, add every shard (``workers`` processes), merge and open (see module doc).
 
-    Shards already done (a previous run was killed) are skipped, so a rerun resumes.
+    Shards already done (a previous run was killed) are skipped, so a rerun resumes; when
+    ``ondisk.json`` already lists every shard (killed after the merge), nothing is redone.
 
     Args:
         folder: the index folder.
@@ -381,7 +382,18 @@ def build_ondisk(
             for f in futs:
                 d = f.result()
                 say(f"shard {d['shard']}: {d['rows']:,} rows in {d['seconds']:.1f} s")
+    if _merged(folder, plan, done_shards(folder)):  # killed after the merge: its shard IVFs are gone
+        say(f"the {len(shards)} shards are already merged")
+        return open_ondisk(folder, vectors)
     t = time.perf_counter()
     merge_shards(folder)
     say(f"merged {len(shards)} shards in {time.perf_counter() - t:.1f} s")
     return open_ondisk(folder, vectors)
+
+
+def _merged(folder: Path, plan: OnDiskPlan, done: dict[int, ShardInfo]) -> bool:
+    """Whether ``ondisk.json`` already lists exactly the ``done`` shards of ``plan``."""
+    if not (folder / MANIFEST).exists():
+        return False
+    m = read_manifest(folder)
+    return bool(m["plan"] == plan.to_dict() and m["shards"] == [done[s].to_dict() for s in sorted(done)])

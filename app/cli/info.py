@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 else f" (build it: earthvec index {info['db']})"
             ),
         ),
+        ("out-of-core index", _ondisk_line(info)),
         ("pyramid", ", ".join(f"res {r}" + (" (stale)" * (r in stale)) for r in info["pyramid"]) or "-"),
         ("labels", ", ".join(info["labels"]) or "-"),
         ("predictions", ", ".join(p + " (stale)" * (p in old_maps) for p in info["predictions"]) or "-"),
@@ -94,3 +95,14 @@ def run(args: argparse.Namespace) -> int:
     for key, val in lines:
         print(f"{key:20s} {val}")
     return 0
+
+
+def _ondisk_line(info: dict) -> str:
+    """The out-of-core index: factory, count and whether it indexes the published embeddings."""
+    od = info["ondisk"]
+    if od is None:
+        return "-"
+    line = f"{od['state']}: {od['factory']}, {od['count']} vectors, built {od['built_at']}"
+    if od["state"] != "fresh":
+        line += f" from other embeddings; rebuild it: earthvec index {info['db']} --out-of-core"
+    return line

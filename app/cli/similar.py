@@ -54,6 +54,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "process is writing the database; earthvec index DB stores it)",
     )
     p.add_argument("--factory", help="FAISS factory string for a (re)build, e.g. HNSW32 or IVF1024,Flat")
+    p.add_argument(
+        "--out-of-core",
+        action="store_true",
+        help="answer from the out-of-core index (earthvec index DB --out-of-core); the default when "
+        "the database has one and no in-RAM index; --cell queries only",
+    )
+    p.add_argument(
+        "--nprobe", type=int, metavar="N", help="lists visited by an out-of-core search (default: the plan's)"
+    )
 
 
 def add_filter_arguments(p: argparse.ArgumentParser) -> None:
@@ -143,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the query and print the results."""
     from embedder.errors import QueryError
     from embedder.h3grid import parse_cell
+    from index.ondisk_db import answers_queries, similar_ondisk
     from index.search import similar
     from index.store import open_index
 
@@ -158,11 +168,21 @@ def run(args: argparse.Namespace) -> int:
         raise QueryError("give one query: --cell H3, --lat LAT --lon LON, --positive ... or --vector")
     if args.negative and not args.positive:
         raise QueryError("--negative needs at least one --positive example")
+    if args.nprobe is not None and args.nprobe < 1:
+        raise QueryError(f"--nprobe {args.nprobe}: visit at least one list")
     if args.parents < 1:
         raise QueryError(f"--parents {args.parents}: search at least one parent cell")
     flt = filter_from_args(args)
     if args.cell is not None:
         parse_cell(args.cell)  # a malformed query is refused before the index is opened
+    if args.out_of_core or (not args.rebuild_index and not args.factory and answers_queries(args.db)):
+        if args.cell is None or args.coarse is not None or not flt.empty:
+            raise QueryError(
+                "the out-of-core index answers --cell queries without --coarse or filters; "
+                f"for the others build the in-RAM index: earthvec index {args.db}"
+            )
+        print_frame(similar_ondisk(args.db, args.cell, args.k, nprobe=args.nprobe), args.format)
+        return 0
     query = {
         "cell": args.cell,
         "lat": args.lat,

@@ -4,6 +4,8 @@ A database (``DB``) is a folder::
 
     DB/embeddings/h3_parent=<hex cell>/part-<key>.parquet   one file per built shard
     DB/index/index.json, DB/index/*.faiss                   FAISS index + sidecar
+    DB/index/ondisk/current.json                            the out-of-core index in force
+    DB/index/ondisk/build-<fingerprint>/                    one out-of-core build (index.ondisk)
     DB/labels/<name>.parquet                                seeds and label layers
     DB/predictions/<name>.parquet                           kNN maps
     DB/pyramid/res=<r>.parquet                              parent aggregates
@@ -33,6 +35,12 @@ PYRAMID_DIR = "pyramid"
 BUILD_STATE = "build.json"
 IMPORT_STATE = "import.json"
 SIDECAR_NAME = "index.json"
+ONDISK_DIR = "ondisk"
+"""Folder (under ``index/``) of the out-of-core index (:mod:`index.ondisk_db`)."""
+ONDISK_CURRENT = "current.json"
+"""The record naming the out-of-core build in force (written atomically, last)."""
+ONDISK_BUILD_PREFIX = "build-"
+"""Prefix of one out-of-core build folder; the rest is the snapshot fingerprint it indexes."""
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 JOURNAL_DIR = ".journal"
@@ -51,6 +59,20 @@ def embeddings_dir(db: str | Path) -> Path:
 def index_dir(db: str | Path) -> Path:
     """Folder holding the index files of a database."""
     return Path(db) / INDEX_DIR
+
+
+def ondisk_dir(db: str | Path) -> Path:
+    """Folder of the out-of-core index: ``current.json`` and the build folders."""
+    return index_dir(db) / ONDISK_DIR
+
+
+def ondisk_build_dir(db: str | Path, fingerprint: str) -> Path:
+    """Build folder of the out-of-core index of the snapshot with ``fingerprint``.
+
+    The name depends only on the snapshot, so a killed build of the same embeddings is
+    resumed in the same folder.
+    """
+    return ondisk_dir(db) / f"{ONDISK_BUILD_PREFIX}{fingerprint[:16]}"
 
 
 def labels_dir(db: str | Path) -> Path:
