@@ -10,7 +10,7 @@ from pathlib import Path
 
 HELP = "Run the benchmarks and write a JSON report."
 
-SUITES = ("build", "ingest", "eval", "global", "search", "plugins", "ray", "pq", "scale")
+SUITES = ("build", "ingest", "eval", "global", "search", "plugins", "ray", "pq", "ondisk", "scale")
 DEFAULT = tuple(s for s in SUITES if s != "scale")  # scale: 100M vectors, hours on 2 cores (make bench-scale)
 
 
@@ -122,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         elif suite == "pq":  # why 4-bit PQ with inner product failed, and the fix
             cmd = [py, "-m", "bench.pq_diagnosis", "--out", str(out / "pq_diagnosis.json")]
             rc = _run(cmd + ["--data", str(data / "eurosat_ms")] + (["--n", "200000"] if args.quick else []))
+        elif suite == "ondisk":  # a database's out-of-core index (res-4 global): recall and latency
+            rc = _run([py, "-m", "bench.ondisk_db_bench", "--out", str(out / "ondisk_db.json")])
         elif suite == "scale":  # the out-of-core index: 100M x 64-d (hours on 2 cores), quick 1M
             cmd = [py, "-m", "bench.scale_bench", "--out", str(out / "scale.json")]
             rc = _run(cmd + ["--data", str(data / "eurosat_ms")] + (["--quick"] if args.quick else []))
