@@ -14,7 +14,7 @@ float16 storage halves the file and changes inner products of unit vectors by ab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -97,17 +97,25 @@ class MmapVectors:
 
     def take(self, h: np.ndarray) -> np.ndarray:
         """See :class:`VectorSource`. Rows are read in file order (sequential-ish page faults)."""
-        h = np.asarray(h, dtype=np.int64)
         out = np.empty((len(h), self.dim), dtype=np.float32)
-        shard, row = split_handles(h)
-        for s in np.unique(shard):
-            sel = np.flatnonzero(shard == s)
-            if s < 0 or s >= len(self.maps):
-                raise RefineError(f"handle of shard {s} but only {len(self.maps)} vector files")
-            r = row[sel]
+        for s, sel, r in by_shard(h, len(self.maps)):
             order = np.argsort(r, kind="stable")
-            out[sel[order]] = self.maps[int(s)][r[order]]
+            out[sel[order]] = self.maps[s][r[order]]
         return out
+
+
+def by_shard(h: np.ndarray, shards: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(shard, positions in h, rows)`` for each shard the handles ``h`` name.
+
+    Raises:
+        RefineError: a handle names a shard outside ``0 .. shards - 1``.
+    """
+    shard, row = split_handles(np.asarray(h, dtype=np.int64))
+    for s in np.unique(shard):
+        if s < 0 or s >= shards:
+            raise RefineError(f"handle of shard {s} but only {shards} vector sources")
+        sel = np.flatnonzero(shard == s)
+        yield int(s), sel, row[sel]
 
 
 class ParquetVectors:
@@ -136,19 +144,16 @@ class ParquetVectors:
 
     def take(self, h: np.ndarray) -> np.ndarray:
         """See :class:`VectorSource`."""
-        h = np.asarray(h, dtype=np.int64)
         out = np.empty((len(h), self.dim), dtype=np.float32)
-        shard, row = split_handles(h)
-        for s in np.unique(shard):
-            sel = np.flatnonzero(shard == s)
-            starts = self.starts[int(s)]
-            group = np.searchsorted(starts, row[sel], side="right") - 1
+        for s, sel, r in by_shard(h, len(self.files)):
+            starts = self.starts[s]
+            group = np.searchsorted(starts, r, side="right") - 1
             for g in np.unique(group):
-                part = sel[group == g]
-                col = self.files[int(s)].read_row_group(int(g), columns=[self.column]).column(0)
+                mine = group == g
+                col = self.files[s].read_row_group(int(g), columns=[self.column]).column(0)
                 flat = col.combine_chunks().values.to_numpy(zero_copy_only=False)
                 mat = np.asarray(flat, dtype=np.float32).reshape(-1, self.dim)
-                out[part] = mat[row[part] - starts[g]]
+                out[sel[mine]] = mat[r[mine] - starts[g]]
         return out
 
 
