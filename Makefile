@@ -37,7 +37,7 @@ demo: install
 bench: install
 	$(BIN)/earthvec bench --out bench_results
 
-bench-scale: install  # the out-of-core index at 100M x 64-d: hours on 2 cores, ~40 GB of disk
+bench-scale: install  # the out-of-core index at 100M x 64-d: hours on 2 cores, ~35 GB of disk
 	$(BIN)/earthvec bench --only scale --out bench_results
 
 chaos: install  # SIGKILL fault injection, concurrency, then the hostile-input and SQL-escape tables

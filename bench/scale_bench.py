@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--folder", default="bench_results/scale_index", help="index folders go here")
     p.add_argument("--keep", action="store_true", help="keep the index folders")
     p.add_argument(
+        "--sweep",
+        metavar="NPROBE:KF,...",
+        help="open the index a --keep run left in --folder (no build) and measure the held-out half "
+        "at these settings (ground truth streamed again); rows go to the JSON's 'sweep'",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="keep a killed run's folder and add only its missing shards (ground truth in a pass of its own)",
@@ -276,6 +282,52 @@ def run_codes(
     return out, truth
 
 
+def sweep(a: argparse.Namespace, ts: TiledSet, codes: str) -> list[dict[str, Any]]:
+    """Recall and queries/s of the held-out half at each ``--sweep`` setting of a kept index."""
+    from index.ondisk_index import open_ondisk
+
+    od = open_ondisk(Path(a.folder) / f"{codes}-n{a.n}")
+    log(f"{a.n:,} x {a.dim}: streaming exact ground truth for {a.queries} queries")
+    truth = stream_truth(ts, ts.queries, a.k)
+    half = len(ts.queries) // 2
+    eq, et = ts.queries[half:], truth[half:]
+    rows = []
+    for item in a.sweep.split(","):
+        npb, kf = (int(v) for v in item.split(":"))
+
+        def run(z: np.ndarray, npb: int = npb, kf: int = kf) -> Any:
+            return od.search(z, a.k, nprobe=npb, k_factor=kf)
+
+        rec = recall_at_k(run(eq)[1], et, a.k)
+        row = {
+            "codes": codes,
+            "nprobe": npb,
+            "k_factor": kf,
+            "recall": round(rec, 4),
+            "reached_target": rec >= a.target,
+            "qps_batch": round(qps_batched(run, eq), 1),
+            "qps_single": round(qps_single(run, eq[:200]), 1),
+        }
+        log(f"  {json.dumps(row)}")
+        rows.append(row)
+    return rows
+
+
+def render_sweep(res: dict[str, Any]) -> str:
+    """The printed table of a ``--sweep`` run."""
+    lines = [
+        f"out-of-core index, {res['data']['n']:,} x {res['data']['dim']}-d, held-out half of "
+        f"{res['args']['queries']} queries, recall@{res['args']['k']}",
+        f"{'codes':8s} {'nprobe':>6s} {'kf':>3s} {'recall':>7s} {'QPS 1':>7s} {'QPS batch':>9s}",
+    ]
+    for r in res["sweep"]:
+        lines.append(
+            f"{r['codes']:8s} {r['nprobe']:6d} {r['k_factor']:3d} {r['recall']:7.4f} "
+            f"{r['qps_single']:7.0f} {r['qps_batch']:9.0f}"
+        )
+    return "\n".join(lines)
+
+
 def render(res: dict[str, Any]) -> str:
     """The printed table."""
     lines = [
@@ -321,6 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     real = load_real_vectors(a.data, dim=a.dim)
     ts = TiledSet(real, n=a.n, n_queries=a.queries, block=a.block)
     res["data"] = ts.describe()
+    if a.sweep:
+        res["sweep"] = [r for c in a.codes.split(",") if c.strip() for r in sweep(a, ts, c.strip())]
+        res["complete"] = True
+        res["machine"]["load_average_now"] = [round(v, 2) for v in os.getloadavg()]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2, default=str))
+        print(render_sweep(res))
+        return 0
     truth: np.ndarray | None = None
     if a.workers > 1 or a.resume:  # shards run elsewhere or were added before: a pass of its own
         log(f"{a.n:,} x {a.dim}: streaming exact ground truth for {a.queries} queries")
