@@ -85,3 +85,26 @@ def test_a_resumed_build_is_checked_against_the_generated_set(tmp_path: Path) ->
     swapped = [good[0], good[2], good[1], good[3]]  # shard 1 holds shard 2's rows
     od = build_ondisk(tmp_path / "swapped", swapped, sample, n=ts.n, plan=plan)
     assert not stored_rows_match(od, ts, shard_rows=10_000)
+
+
+def test_sweep_measures_a_kept_index_like_its_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--sweep`` on a ``--keep`` index gives the build's recall at the build's tuned setting."""
+    from bench.scale_bench import main
+
+    common = ["--n", "60000", "--queries", "100", "--shard-rows", "20000", "--block", "10000"]
+    common += ["--data", str(REPO / "data" / "eurosat_ms"), "--folder", str(tmp_path / "ix")]
+    assert main([*common, "--keep", "--out", str(tmp_path / "a.json")]) == 0
+    built = json.loads((tmp_path / "a.json").read_text())["rows"][0]
+    assert built["stored_rows_match"]
+    setting = f"{built['nprobe']}:{built['k_factor']}"
+    assert main([*common, "--sweep", f"{setting},64:8", "--out", str(tmp_path / "b.json")]) == 0
+    first, wide = json.loads((tmp_path / "b.json").read_text())["sweep"]
+    assert (first["nprobe"], first["k_factor"], first["recall"]) == (
+        built["nprobe"],
+        built["k_factor"],
+        built["recall"],
+    )
+    assert wide["recall"] >= first["recall"] and wide["qps_batch"] > 0 and wide["qps_single"] > 0
+    assert "held-out half of 100 queries" in capsys.readouterr().out
