@@ -248,7 +248,7 @@ def plan_index(
         raise IndexBuildError(
             f"{n} vectors of dim {dim} do not fit in {budget / 2**30:.2f} GiB even as 4-bit PQ "
             "codes; give more memory (--memory), build the out-of-core index "
-            "(index.ondisk.build_ondisk) or index a smaller region"
+            "(earthvec index DB --out-of-core) or index a smaller region"
         )
     f, why = got
     return IndexPlan(

@@ -22,7 +22,7 @@ def test_out_of_core_is_planned_when_neither_raw_nor_8bit_codes_fit() -> None:
     # 8-bit codes fit: stay in RAM; without allow_ondisk nothing changes
     assert fac.plan_index(10_000_000, 64, 2 * GIB, allow_ondisk=True).ondisk is None
     assert fac.plan_index(100_000_000, 64, 4 * GIB).factory == "IVF32768_HNSW32,PQ32x4fsr"
-    with pytest.raises(fac.IndexBuildError, match="build_ondisk"):
+    with pytest.raises(fac.IndexBuildError, match="earthvec index DB --out-of-core"):
         fac.plan_index(100_000_000, 64, 100 * 2**20)
 
 
