@@ -29,6 +29,15 @@ from index.faiss_build import (
 from index.memory import available_memory
 from index.ondisk_plan import OnDiskPlan, plan_ondisk
 from index.plan import (
+    IndexPlan,
+    bytes_per_vector,
+    check_factory,
+    choose_factory,
+    compressed_factory,
+    compressed_ladder,
+    plan_index,
+)
+from index.plan_rules import (
     EXACT_MAX,
     FEW_ITER,
     FEW_ITER_MIN_NLIST,
@@ -45,15 +54,8 @@ from index.plan import (
     Block,
     BlockSource,
     IndexBuildError,
-    IndexPlan,
-    bytes_per_vector,
-    check_factory,
-    choose_factory,
-    compressed_factory,
-    compressed_ladder,
     nlist_for,
     nprobe_for,
-    plan_index,
 )
 
 __all__ = [

@@ -21,6 +21,14 @@ import pyarrow as pa
 from embedder import contract
 from embedder.errors import IndexMismatchError
 from index.plan import (
+    IndexPlan,
+    _nlist_of,
+    _strip_ids,
+    check_factory,
+    nprobe_for,
+    plan_index,
+)
+from index.plan_rules import (
     FEW_ITER,
     FEW_ITER_MIN_NLIST,
     HNSW_EF_CONSTRUCTION,
@@ -31,12 +39,6 @@ from index.plan import (
     Block,
     BlockSource,
     IndexBuildError,
-    IndexPlan,
-    _nlist_of,
-    _strip_ids,
-    check_factory,
-    nprobe_for,
-    plan_index,
 )
 
 

@@ -25,7 +25,7 @@ The IVF stores *handles* (``shard << 40 | row``), not the caller's ids, so shard
 each other's row counts; search maps handles back to the ids given to :func:`add_shard`.
 :func:`build_ondisk` runs the four steps locally, adding shards in a loop, in local
 processes, or as Ray tasks (``ray=RayOptions(...)``). The structure (codes, metric, ``nlist``)
-comes from :func:`index.plan.plan_ondisk`.
+comes from :func:`index.ondisk_plan.plan_ondisk`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import numpy as np
 from embedder.contract import publish_file, temp_path
 from index.ondisk_index import MANIFEST, OnDiskIndex, open_ondisk, read_manifest, write_json
 from index.ondisk_plan import OnDiskPlan, plan_ondisk
-from index.plan import Block, IndexBuildError
+from index.plan_rules import Block, IndexBuildError
 from index.refine import VectorSource, handles
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def train_ondisk(folder: str | Path, sample: np.ndarray, plan: OnDiskPlan, *, gp
     Args:
         folder: the index folder (created).
         sample: (m, d) float32 unit vectors, a uniform sample of the data.
-        plan: from :func:`index.plan.plan_ondisk`.
+        plan: from :func:`index.ondisk_plan.plan_ondisk`.
         gpu: run k-means on the GPU (needs a CUDA build of FAISS).
 
     Raises:
@@ -348,7 +348,7 @@ def build_ondisk(
         shards: one block source per shard; shard ``i`` gets number ``i``.
         sample: the training sample (a uniform sample of all vectors).
         n: total vectors (chooses ``nlist``; ignored when ``plan`` is given).
-        plan: the structure; default :func:`index.plan.plan_ondisk`.
+        plan: the structure; default :func:`index.ondisk_plan.plan_ondisk`.
         workers: processes adding shards at once (spawned, so FAISS's OpenMP is fresh).
         threads: OpenMP threads per worker (default: cores / workers).
         gpu: train k-means on the GPU.

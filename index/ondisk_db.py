@@ -42,7 +42,7 @@ from index.hits import Hits
 from index.ondisk import build_ondisk
 from index.ondisk_index import OnDiskIndex, open_ondisk, read_manifest
 from index.ondisk_plan import DEFAULT_CODES, plan_ondisk
-from index.plan import Block
+from index.plan_rules import Block
 from index.vectors import (
     ATTR_COLUMNS,
     datetime_int,

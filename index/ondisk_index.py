@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from embedder.contract import atomic_write_bytes
-from index.plan import IndexBuildError
+from index.plan_rules import IndexBuildError
 from index.refine import MmapVectors, VectorSource, rerank, split_handles
 
 MANIFEST = "ondisk.json"

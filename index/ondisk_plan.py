@@ -127,7 +127,7 @@ def plan_ondisk(
         n: vectors.
         dim: dimension.
         codes: one of :data:`CODES`.
-        nlist: inverted lists (default :func:`index.plan.nlist_for`).
+        nlist: inverted lists (default :func:`index.plan_rules.nlist_for`).
         vector_dtype: ``float32`` (exact re-ranking) or ``float16`` (half the file; near-ties
             among neighbours may swap), or ``none`` (no copy: re-rank from the database's
             Parquet, ``open_ondisk(vectors=ParquetVectors(...))``).

@@ -38,30 +38,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from index.memory import available_memory
-
-if TYPE_CHECKING:
-    from index.ondisk_plan import OnDiskPlan
-
-from index.plan_rules import (  # noqa: F401  (re-exported: callers import them from index.plan)
+from index.plan_rules import (
     EXACT_MAX,
-    FEW_ITER,
-    FEW_ITER_MIN_NLIST,
     GRAPH_M,
     GRAPH_MAX,
-    HNSW_EF_CONSTRUCTION,
     HNSW_EF_SEARCH,
     HNSW_QUANTIZER_MIN_NLIST,
-    MAX_TRAIN,
     MEMORY_FRACTION,
-    REFINE_K_FACTOR,
-    TRAIN_PER_LIST,
-    TRAIN_SAMPLE,
-    Block,
-    BlockSource,
     IndexBuildError,
     nlist_for,
     nprobe_for,
 )
+
+if TYPE_CHECKING:
+    from index.ondisk_plan import OnDiskPlan
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The sizing rules every index plan shares: thresholds, list counts, the build error.
 
 :mod:`index.plan` (in-memory structures) and :mod:`index.ondisk_plan` (the out-of-core
-index) both plan from these numbers; :mod:`index.plan` re-exports them.
+index) both plan from these numbers; :mod:`index.factory` re-exports them.
 """
 
 from __future__ import annotations
