@@ -61,6 +61,14 @@ def check(name: str, ok: bool, **facts: Any) -> dict[str, Any]:
     return row
 
 
+def agreement(
+    name: str, got: tuple[np.ndarray, np.ndarray], want: tuple[np.ndarray, np.ndarray], *, min_recall: float
+) -> dict[str, Any]:
+    """GPU ``(scores, ids)`` against the CPU's: recall of the ids >= ``min_recall``, scores within 1e-4."""
+    rec, diff = recall(got[1], want[1]), float(np.abs(got[0] - want[0]).max())
+    return check(name, rec >= min_recall and diff <= 1e-4, recall=rec, max_score_diff=diff)
+
+
 def index_checks(x: np.ndarray, q: np.ndarray, k: int = 10) -> list[dict[str, Any]]:
     """Checks 1-5."""
     import faiss
@@ -70,14 +78,7 @@ def index_checks(x: np.ndarray, q: np.ndarray, k: int = 10) -> list[dict[str, An
     out = []
     d_cpu, i_cpu = faiss.knn(q, x, k, metric=faiss.METRIC_INNER_PRODUCT)
     d_gpu, i_gpu = gpu.knn(q, x, k)
-    out.append(
-        check(
-            "knn",
-            recall(i_gpu, i_cpu) >= 0.999 and np.abs(d_gpu - d_cpu).max() <= 1e-4,
-            recall=recall(i_gpu, i_cpu),
-            max_score_diff=float(np.abs(d_gpu - d_cpu).max()),
-        )
-    )
+    out.append(agreement("knn", (d_gpu, i_gpu), (d_cpu, i_cpu), min_recall=0.999))
     sample = x[:: max(1, len(x) // 100_000)]
     ivf = faiss.index_factory(x.shape[1], "IVF1024,Flat", faiss.METRIC_INNER_PRODUCT)
     ivf.train(sample)
@@ -87,14 +88,7 @@ def index_checks(x: np.ndarray, q: np.ndarray, k: int = 10) -> list[dict[str, An
     g = gpu.to_gpu(ivf)
     g.nprobe = 16
     dg, ig = g.search(q, k)
-    out.append(
-        check(
-            "ivf_flat",
-            recall(ig, ic) >= 0.99 and np.abs(dg - dc).max() <= 1e-4,
-            recall=recall(ig, ic),
-            max_score_diff=float(np.abs(dg - dc).max()),
-        )
-    )
+    out.append(agreement("ivf_flat", (dg, ig), (dc, ic), min_recall=0.99))
     cpu_pq = faiss.index_factory(x.shape[1], "IVF1024,PQ32", faiss.METRIC_INNER_PRODUCT)
     cpu_pq.train(sample)
     cpu_pq.add(x)

@@ -124,9 +124,28 @@ def write_aef_cog(
         t = Affine(t.a, 0.0, t.c, 0.0, -t.e, t.f + t.e * height)
     rows = _pixel_rows(CRS.from_epsg(epsg), t, width, height, field)
     q = aef_quantise(field.vectors)
-    prof = {"driver": "GTiff", "width": width, "height": height, "count": 64, "dtype": "int8", "nodata": -128,
-            "crs": CRS.from_epsg(epsg), "transform": t, "tiled": True, "blockxsize": 256, "blockysize": 256,
-            "compress": "deflate"}  # fmt: skip
+    return _write_a_bands(path, CRS.from_epsg(epsg), t, width, height, rows, q, -128)
+
+
+def _write_a_bands(
+    path: Path,
+    crs: CRS,
+    t: Affine,
+    width: int,
+    height: int,
+    rows: Callable[[int, int], np.ndarray],
+    values: np.ndarray,
+    nodata: int | None,
+) -> Path:
+    """A tiled GTiff of 64 bands A00..A63: pixel ``(r, c)`` holds ``values[rows(r0, r1)[r, c]]``.
+
+    Pixels without a row (index -1) hold ``nodata``, or zeros when there is none (the Earth
+    Engine export's masked pixels). The dtype is ``values``'.
+    """
+    prof = {"driver": "GTiff", "width": width, "height": height, "count": 64, "dtype": values.dtype.name,
+            "nodata": nodata, "crs": crs, "transform": t, "tiled": True, "blockxsize": 256,
+            "blockysize": 256, "compress": "deflate"}  # fmt: skip
+    fill = values.dtype.type(0 if nodata is None else nodata)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", **prof) as dst:
         for b in range(64):
@@ -134,7 +153,7 @@ def write_aef_cog(
         for r0 in range(0, height, ROW_BLOCK):
             r1 = min(r0 + ROW_BLOCK, height)
             idx = rows(r0, r1)
-            block = np.where(idx[..., None] >= 0, q[np.maximum(idx, 0)], np.int8(-128))
+            block = np.where(idx[..., None] >= 0, values[np.maximum(idx, 0)], fill)
             dst.write(np.moveaxis(block, -1, 0), window=Window(0, r0, width, r1 - r0))
     return path
 
@@ -147,19 +166,8 @@ def write_ee_export(
     width, height = math.ceil((e - w) / px_deg), math.ceil((n - s) / px_deg)
     t = Affine(px_deg, 0.0, w, 0.0, -px_deg, n)
     rows = _pixel_rows(CRS.from_epsg(4326), t, width, height, field)
-    prof = {"driver": "GTiff", "width": width, "height": height, "count": 64, "dtype": "float32",
-            "crs": "EPSG:4326", "transform": t, "tiled": True, "blockxsize": 256, "blockysize": 256,
-            "compress": "deflate"}  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", **prof) as dst:
-        for b in range(64):
-            dst.set_band_description(b + 1, f"A{b:02d}")
-        for r0 in range(0, height, ROW_BLOCK):
-            r1 = min(r0 + ROW_BLOCK, height)
-            idx = rows(r0, r1)
-            block = np.where(idx[..., None] >= 0, field.vectors[np.maximum(idx, 0)], 0.0).astype(np.float32)
-            dst.write(np.moveaxis(block, -1, 0), window=Window(0, r0, width, r1 - r0))
-    return path
+    values = field.vectors.astype(np.float32, copy=False)
+    return _write_a_bands(path, CRS.from_epsg(4326), t, width, height, rows, values, None)
 
 
 # ---------------------------------------------------------------- TESSERA

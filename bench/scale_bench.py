@@ -92,8 +92,13 @@ def shard_blocks(ts: TiledSet, first: int, last: int) -> Iterator[tuple[np.ndarr
         yield np.arange(s, e, dtype=np.int64), ts.vectors(s, e)
 
 
+def blocks_per_shard(ts: TiledSet, shard_rows: int) -> int:
+    """Generated blocks in each shard of ``shard_rows`` rows (at least one)."""
+    return max(1, shard_rows // ts.block)
+
+
 def _shard_list(ts: TiledSet, shard_rows: int) -> list[functools.partial[Any]]:
-    per = max(1, shard_rows // ts.block)
+    per = blocks_per_shard(ts, shard_rows)
     nb = ts.n_blocks()
     return [functools.partial(shard_blocks, ts, b, min(nb, b + per)) for b in range(0, nb, per)]
 
@@ -171,7 +176,7 @@ def stored_rows_match(od: Any, ts: TiledSet, shard_rows: int, per_shard: int = 6
     """
     from index.refine import handles
 
-    per = max(1, shard_rows // ts.block) * ts.block
+    per = blocks_per_shard(ts, shard_rows) * ts.block
     rng = np.random.default_rng(11)
     for shard in range(len(od.ids)):
         start = shard * per
